@@ -1,0 +1,134 @@
+"""Admin for the tenant: the clinic's settings, opening hours and staff. Also names the admin site."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline
+from cecilia.models import BusinessHours, Clinic, ClosedDate, StaffMembership
+from cecilia.selectors import user_is_manager_of
+
+admin.site.site_header = "Cecilia — Recepção"
+admin.site.site_title = "Cecilia — Recepção"
+admin.site.index_title = _("Back-office")
+
+SECRET_FIELDS = ("whatsapp_api_key", "whatsapp_webhook_secret")
+
+
+def describe_secret(value: str) -> str:
+    """What staff may see of a stored secret: that it is set, and its last four characters."""
+    if not value:
+        return str(_("Not set."))
+    return str(_("Set (ends in …%(tail)s). Leave blank to keep it.")) % {"tail": value[-4:] if len(value) > 8 else ""}
+
+
+class ClinicAdminForm(forms.ModelForm):
+    """Secrets are write-only: the form never renders a stored value, and a blank field keeps the stored one."""
+
+    whatsapp_api_key = forms.CharField(
+        label=_("API key"), required=False, strip=True, widget=forms.PasswordInput(render_value=False)
+    )
+    whatsapp_webhook_secret = forms.CharField(
+        label=_("webhook secret"), required=False, strip=True, widget=forms.PasswordInput(render_value=False)
+    )
+    clear_secrets = forms.BooleanField(label=_("Erase the stored API key and webhook secret"), required=False)
+
+    class Meta:
+        model = Clinic
+        fields = "__all__"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in SECRET_FIELDS:
+            self.initial[name] = ""
+            self.fields[name].help_text = describe_secret(getattr(self.instance, name, "") or "")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for name in SECRET_FIELDS:
+            if self.cleaned_data.get("clear_secrets"):
+                cleaned[name] = ""
+            elif not cleaned.get(name):
+                cleaned[name] = getattr(self.instance, name, "") or ""
+        return cleaned
+
+
+class BusinessHoursInline(ClinicScopedTabularInline):
+    exclude = ()  # the clinic is the parent here
+    model = BusinessHours
+    extra = 0
+
+
+class ClosedDateInline(ClinicScopedTabularInline):
+    exclude = ()  # the clinic is the parent here
+    model = ClosedDate
+    extra = 0
+
+
+class StaffMembershipInline(ClinicScopedTabularInline):
+    exclude = ()  # the clinic is the parent here
+    model = StaffMembership
+    extra = 0
+    autocomplete_fields = ("user",)
+
+
+@admin.register(Clinic)
+class ClinicAdmin(ClinicScopedAdmin):
+    form = ClinicAdminForm
+    clinic_lookup = "pk"
+    list_display = ("name", "city", "state", "timezone", "whatsapp_provider", "ai_enabled")
+    list_filter = ("whatsapp_provider", "ai_enabled", "state")
+    search_fields = ("name", "slug", "city")
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = (BusinessHoursInline, ClosedDateInline, StaffMembershipInline)
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "timezone")}),
+        (_("Contact"), {"fields": ("address", "city", "state", "phone", "email", "website")}),
+        (
+            _("WhatsApp channel"),
+            {
+                "fields": (
+                    "whatsapp_provider",
+                    "whatsapp_instance",
+                    "whatsapp_api_url",
+                    "whatsapp_api_key",
+                    "whatsapp_webhook_secret",
+                    "clear_secrets",
+                )
+            },
+        ),
+        (_("Assistant"), {"fields": ("ai_enabled", "assistant_name", "ai_instructions")}),
+    )
+
+    def get_inlines(self, request: HttpRequest, obj: Clinic | None) -> Any:
+        # Who works at the clinic is the managers' business.
+        if obj is None or not user_is_manager_of(request.user, obj.pk):
+            return (BusinessHoursInline, ClosedDateInline)
+        return self.inlines
+
+
+@admin.register(StaffMembership)
+class StaffMembershipAdmin(ClinicScopedAdmin):
+    list_display = ("user", "clinic", "role", "created_at")
+    list_filter = ("role", "clinic")
+    list_select_related = ("user", "clinic")
+    search_fields = ("user__username", "user__first_name", "user__last_name", "user__email")
+    autocomplete_fields = ("user",)
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class StaffUserAdmin(ClinicScopedAdmin, UserAdmin):
+    """Managers see their clinics' staff (to add memberships); only superusers create or change logins."""
+
+    clinic_lookup = "memberships__clinic"

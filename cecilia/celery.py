@@ -1,0 +1,11 @@
+"""The Celery app. Tasks are thin: they take ids, call one service, and are enqueued on commit."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cecilia.settings")
+
+app = Celery("cecilia")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,245 @@
+"""The tenant: a Clinic, its opening hours, and the staff who work there. Every other row belongs to a Clinic."""
+
+from __future__ import annotations
+
+import datetime
+import zoneinfo
+
+from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import RangeOperators
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+from timezone_field import TimeZoneField
+
+from cecilia.constraints import TimeOfDayRange
+from cecilia.fields import EncryptedTextField
+
+
+class BrazilianState(models.TextChoices):
+    AC = "AC", "Acre"
+    AL = "AL", "Alagoas"
+    AP = "AP", "Amapá"
+    AM = "AM", "Amazonas"
+    BA = "BA", "Bahia"
+    CE = "CE", "Ceará"
+    DF = "DF", "Distrito Federal"
+    ES = "ES", "Espírito Santo"
+    GO = "GO", "Goiás"
+    MA = "MA", "Maranhão"
+    MT = "MT", "Mato Grosso"
+    MS = "MS", "Mato Grosso do Sul"
+    MG = "MG", "Minas Gerais"
+    PA = "PA", "Pará"
+    PB = "PB", "Paraíba"
+    PR = "PR", "Paraná"
+    PE = "PE", "Pernambuco"
+    PI = "PI", "Piauí"
+    RJ = "RJ", "Rio de Janeiro"
+    RN = "RN", "Rio Grande do Norte"
+    RS = "RS", "Rio Grande do Sul"
+    RO = "RO", "Rondônia"
+    RR = "RR", "Roraima"
+    SC = "SC", "Santa Catarina"
+    SP = "SP", "São Paulo"
+    SE = "SE", "Sergipe"
+    TO = "TO", "Tocantins"
+
+
+class Weekday(models.IntegerChoices):
+    """ISO-like weekday numbers as Python's `date.weekday()` returns them (Monday = 0)."""
+
+    MONDAY = 0, _("Monday")
+    TUESDAY = 1, _("Tuesday")
+    WEDNESDAY = 2, _("Wednesday")
+    THURSDAY = 3, _("Thursday")
+    FRIDAY = 4, _("Friday")
+    SATURDAY = 5, _("Saturday")
+    SUNDAY = 6, _("Sunday")
+
+
+class WhatsAppProvider(models.TextChoices):
+    CONSOLE = "console", _("Console (simulator, no real WhatsApp)")
+    EVOLUTION = "evolution", _("Evolution API")
+    META = "meta", _("Meta WhatsApp Cloud API")
+
+
+class Clinic(models.Model):
+    name = models.CharField(_("name"), max_length=120)
+    slug = models.SlugField(_("slug"), max_length=60, unique=True)
+    timezone = TimeZoneField(
+        _("time zone"),
+        default="America/Sao_Paulo",
+        use_pytz=False,
+        help_text=_("Appointments, reminders and messages use this zone. Patients are never asked for one."),
+    )
+    address = models.TextField(_("address"), blank=True)
+    city = models.CharField(_("city"), max_length=80, blank=True)
+    state = models.CharField(_("state"), max_length=2, choices=BrazilianState.choices, blank=True)
+    phone = models.CharField(_("phone"), max_length=20, blank=True, help_text=_("The clinic's public phone number."))
+    email = models.EmailField(_("e-mail"), blank=True)
+    website = models.URLField(_("website"), blank=True)
+
+    # WhatsApp channel. Secrets are encrypted at rest and never shown back in full in the admin.
+    whatsapp_provider = models.CharField(
+        _("WhatsApp provider"), max_length=20, choices=WhatsAppProvider.choices, default=WhatsAppProvider.CONSOLE
+    )
+    whatsapp_instance = models.CharField(
+        _("instance name or phone number id"),
+        max_length=120,
+        blank=True,
+        help_text=_("Evolution API: the instance name. Meta Cloud API: the phone number id."),
+        validators=[RegexValidator(r"^[A-Za-z0-9_.\-]*$", _("Use letters, digits, dots, dashes or underscores."))],
+    )
+    whatsapp_api_url = models.URLField(_("API base URL"), blank=True)
+    whatsapp_api_key = EncryptedTextField(_("API key"), blank=True)
+    whatsapp_webhook_secret = EncryptedTextField(_("webhook secret"), blank=True)
+
+    # The assistant.
+    ai_enabled = models.BooleanField(_("assistant answers patients"), default=True)
+    assistant_name = models.CharField(_("assistant name"), max_length=40, default="Cecília")
+    ai_instructions = models.TextField(
+        _("extra instructions for the assistant"),
+        blank=True,
+        help_text=_("Tone, policies and facts the assistant should know, in plain Portuguese."),
+    )
+
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("clinic")
+        verbose_name_plural = _("clinics")
+        ordering = ["name"]
+        constraints = [
+            # The webhook views select the clinic by (provider, instance): it must name exactly one.
+            models.UniqueConstraint(
+                fields=["whatsapp_provider", "whatsapp_instance"],
+                condition=~Q(whatsapp_instance=""),
+                name="clinic_whatsapp_instance_unique",
+            ),
+            models.CheckConstraint(condition=~Q(name=""), name="clinic_name_not_empty"),
+            models.CheckConstraint(condition=~Q(assistant_name=""), name="clinic_assistant_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(str(self.timezone))
+
+    def local_now(self) -> datetime.datetime:
+        return datetime.datetime.now(tz=self.tz)
+
+
+class BusinessHours(models.Model):
+    """One opening interval of the clinic on a weekday; several rows a day make split shifts (08–12, 14–18)."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="business_hours", verbose_name=_("clinic"))
+    weekday = models.PositiveSmallIntegerField(_("weekday"), choices=Weekday.choices)
+    start = models.TimeField(_("opens at"))
+    end = models.TimeField(_("closes at"))
+
+    class Meta:
+        verbose_name = _("business hours")
+        verbose_name_plural = _("business hours")
+        ordering = ["clinic", "weekday", "start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="business_hours_weekday_valid"),
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="business_hours_end_after_start"),
+            # Availability sums intervals; overlapping ones would double-count or hide a mistake.
+            ExclusionConstraint(
+                name="business_hours_no_overlap",
+                expressions=[
+                    ("clinic", RangeOperators.EQUAL),
+                    ("weekday", RangeOperators.EQUAL),
+                    (TimeOfDayRange("start", "end"), RangeOperators.OVERLAPS),
+                ],
+                violation_error_message=_("These hours overlap other opening hours of the same day."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.start:%H:%M}–{self.end:%H:%M}"
+
+
+class ClosedDate(models.Model):
+    """A day the whole clinic is closed (recess, local holiday not in the calendar, works)."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="closed_dates", verbose_name=_("clinic"))
+    date = models.DateField(_("date"))
+    reason = models.CharField(_("reason"), max_length=120, blank=True)
+
+    class Meta:
+        verbose_name = _("closed date")
+        verbose_name_plural = _("closed dates")
+        ordering = ["clinic", "date"]
+        constraints = [models.UniqueConstraint(fields=["clinic", "date"], name="closed_date_unique_per_clinic")]
+
+    def __str__(self) -> str:
+        return f"{self.date:%d/%m/%Y} {self.reason}".strip()
+
+
+class StaffRole(models.TextChoices):
+    RECEPTIONIST = "receptionist", _("Receptionist")
+    MANAGER = "manager", _("Manager")
+
+
+class StaffMembership(models.Model):
+    """Links a staff user to a clinic. The admin scopes every row a non-superuser sees to these clinics."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user")
+    )
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("clinic"))
+    role = models.CharField(_("role"), max_length=20, choices=StaffRole.choices, default=StaffRole.RECEPTIONIST)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("staff membership")
+        verbose_name_plural = _("staff memberships")
+        ordering = ["clinic", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "clinic"], name="staff_membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.clinic} ({self.get_role_display()})"
+
+
+class ClinicOwnedModel(models.Model):
+    """Base for rows that belong to a clinic and point at other rows of the same clinic.
+
+    `same_clinic_fields` lists the foreign keys that must share this row's clinic. The database enforces it with
+    composite foreign keys (see cecilia.constraints.same_clinic_fk); `clean()` says it in words first, so the admin
+    shows a form error instead of an IntegrityError.
+    """
+
+    same_clinic_fields: tuple[str, ...] = ()
+
+    class Meta:
+        abstract = True
+
+    def clean(self) -> None:
+        super().clean()
+        if getattr(self, "clinic_id", None) is None:
+            # A row created from its parent (an inline, a service) inherits the parent's clinic.
+            for name in self.same_clinic_fields:
+                if getattr(self, f"{name}_id", None) is not None:
+                    self.clinic_id = getattr(self, name).clinic_id
+                    break
+            else:
+                return
+        clinic_id = self.clinic_id
+        errors = {}
+        for name in self.same_clinic_fields:
+            if getattr(self, f"{name}_id", None) is None:
+                continue  # unset: the field's own validation reports it
+            if getattr(self, name).clinic_id != clinic_id:
+                errors[name] = _("This belongs to another clinic.")
+        if errors:
+            raise ValidationError(errors)

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from cecilia.observability import health
+
+urlpatterns = [
+    path("live", health.live, name="health-live"),
+    path("ready", health.ready, name="health-ready"),
+]

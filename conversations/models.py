@@ -1,0 +1,229 @@
+"""WhatsApp conversations: one per patient per clinic, their messages, and the raw provider events behind them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from cecilia.models import Clinic, ClinicOwnedModel
+from patients.models import Patient
+
+
+class ConversationOwner(models.TextChoices):
+    AI = "ai", _("Assistant")
+    HUMAN = "human", _("Staff")
+
+
+class AttentionReason(models.TextChoices):
+    NONE = "", _("—")
+    EMERGENCY = "emergency", _("Emergency")
+    ASKED_FOR_HUMAN = "asked_for_human", _("Asked for a person")
+    FAILED_SEND = "failed_send", _("Message not delivered")
+    UNANSWERED = "unanswered", _("Unanswered")
+    HANDOFF = "handoff", _("Handed off by the assistant")
+    STALE = "stale", _("Old messages after reconnecting")
+
+
+class Conversation(ClinicOwnedModel):
+    same_clinic_fields = ("patient",)
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="conversations", verbose_name=_("clinic"))
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="conversations", verbose_name=_("patient")
+    )
+    owner = models.CharField(
+        _("handled by"), max_length=10, choices=ConversationOwner.choices, default=ConversationOwner.AI
+    )
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_conversations",
+        verbose_name=_("assigned to"),
+    )
+    # The receptionist engine's working memory (the flow it is in, the slots it offered); JSONB, engine-owned.
+    state = models.JSONField(_("assistant state"), default=dict, blank=True)
+    handoff_summary = models.TextField(_("handoff summary"), blank=True)
+    needs_attention = models.BooleanField(_("needs attention"), default=False)
+    attention_reason = models.CharField(
+        _("attention reason"), max_length=20, choices=AttentionReason.choices, blank=True, default=AttentionReason.NONE
+    )
+    last_inbound_at = models.DateTimeField(_("last message from patient"), null=True, blank=True)
+    last_outbound_at = models.DateTimeField(_("last message to patient"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
+        ordering = ["-last_inbound_at"]
+        constraints = [
+            # A patient's WhatsApp chat with the clinic is one continuous thread.
+            models.UniqueConstraint(fields=["clinic", "patient"], name="conversation_one_per_patient"),
+            models.UniqueConstraint(fields=["id", "clinic"], name="conversation_id_clinic_unique"),
+            models.CheckConstraint(
+                condition=Q(needs_attention=True) | Q(attention_reason=""),
+                name="conversation_reason_only_when_attention",
+            ),
+            models.CheckConstraint(condition=Q(owner__in=ConversationOwner.values), name="conversation_owner_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["clinic", "-last_inbound_at"], name="conversation_clinic_recent_idx"),
+            models.Index(
+                fields=["clinic"], condition=Q(needs_attention=True), name="conversation_attention_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.patient)
+
+
+class MessageDirection(models.TextChoices):
+    INBOUND = "in", _("Received")
+    OUTBOUND = "out", _("Sent")
+
+
+class MessageKind(models.TextChoices):
+    TEXT = "text", _("Text")
+    AUDIO = "audio", _("Audio")
+    IMAGE = "image", _("Image")
+    VIDEO = "video", _("Video")
+    DOCUMENT = "document", _("Document")
+    LOCATION = "location", _("Location")
+    CONTACT = "contact", _("Contact")
+    REACTION = "reaction", _("Reaction")
+    OTHER = "other", _("Other")
+
+
+class MessageStatus(models.TextChoices):
+    RECEIVED = "received", _("Received")
+    QUEUED = "queued", _("Queued")
+    SENT = "sent", _("Sent")
+    DELIVERED = "delivered", _("Delivered")
+    READ = "read", _("Read")
+    FAILED = "failed", _("Failed")
+
+
+class MessageAuthor(models.TextChoices):
+    PATIENT = "patient", _("Patient")
+    AI = "ai", _("Assistant")
+    STAFF = "staff", _("Staff")
+    SYSTEM = "system", _("System")
+
+
+class Message(ClinicOwnedModel):
+    same_clinic_fields = ("conversation",)
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+", verbose_name=_("clinic"))
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages", verbose_name=_("conversation")
+    )
+    direction = models.CharField(_("direction"), max_length=3, choices=MessageDirection.choices)
+    kind = models.CharField(_("kind"), max_length=10, choices=MessageKind.choices, default=MessageKind.TEXT)
+    text = models.TextField(_("text"), blank=True)
+    media = models.FileField(_("media"), upload_to="messages/%Y/%m/", blank=True)
+    media_mime_type = models.CharField(_("media type"), max_length=100, blank=True)
+    provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=MessageStatus.choices)
+    error = models.TextField(_("error"), blank=True)
+    author = models.CharField(_("author"), max_length=10, choices=MessageAuthor.choices)
+    author_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("staff member"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+    failed_at = models.DateTimeField(_("failed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        ordering = ["created_at", "id"]
+        constraints = [
+            # A redelivered webhook finds its message already there: one provider message, one row.
+            models.UniqueConstraint(
+                fields=["clinic", "provider_message_id"],
+                condition=~Q(provider_message_id=""),
+                name="message_provider_id_unique_per_clinic",
+            ),
+            # Patients write in; the assistant, staff and the system write out.
+            models.CheckConstraint(
+                condition=(
+                    Q(direction=MessageDirection.INBOUND, author=MessageAuthor.PATIENT, status=MessageStatus.RECEIVED)
+                    | Q(
+                        direction=MessageDirection.OUTBOUND,
+                        author__in=[MessageAuthor.AI, MessageAuthor.STAFF, MessageAuthor.SYSTEM],
+                        status__in=[s for s in MessageStatus.values if s != MessageStatus.RECEIVED],
+                    )
+                ),
+                name="message_direction_author_status",
+            ),
+            models.CheckConstraint(
+                condition=Q(author=MessageAuthor.STAFF) | Q(author_user__isnull=True),
+                name="message_user_only_for_staff",
+            ),
+            # Staff must be able to read why a message failed.
+            models.CheckConstraint(
+                condition=~Q(status=MessageStatus.FAILED) | ~Q(error=""), name="message_failed_has_error"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=MessageKind.values), name="message_kind_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="message_conversation_time_idx"),
+            models.Index(
+                fields=["created_at"], condition=Q(status=MessageStatus.QUEUED), name="message_queued_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} · {self.get_kind_display()} · {self.created_at:%d/%m %H:%M}"
+
+
+class WebhookProvider(models.TextChoices):
+    EVOLUTION = "evolution", _("Evolution API")
+    META = "meta", _("Meta WhatsApp Cloud API")
+    CONSOLE = "console", _("Simulator")
+
+
+class InboundEvent(models.Model):
+    """A provider webhook exactly as received: stored before anything is parsed, processed once by a task."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+", verbose_name=_("clinic"))
+    provider = models.CharField(_("provider"), max_length=20, choices=WebhookProvider.choices)
+    event_type = models.CharField(_("event type"), max_length=60)
+    # Provider-derived identity of the event (e.g. instance + event + message id + status); dedupes redeliveries.
+    dedupe_key = models.CharField(_("dedupe key"), max_length=255, blank=True)
+    payload = models.JSONField(_("payload"))
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
+    processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        verbose_name = _("inbound event")
+        verbose_name_plural = _("inbound events")
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clinic", "provider", "dedupe_key"],
+                condition=~Q(dedupe_key=""),
+                name="inbound_event_dedupe_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["received_at"], condition=Q(processed_at__isnull=True), name="inbound_event_pending_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_type} {self.received_at:%d/%m %H:%M:%S}"

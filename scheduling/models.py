@@ -1,0 +1,281 @@
+"""The clinic's agenda: who works when, what they do, and the appointments booked with them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import RangeOperators
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from cecilia.constraints import TimeOfDayRange, TsTzRange
+from cecilia.models import Clinic, ClinicOwnedModel, Weekday
+from patients.models import HealthPlan, Patient
+
+
+class Professional(models.Model):
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="professionals", verbose_name=_("clinic"))
+    name = models.CharField(_("name"), max_length=120, help_text=_("As patients know them, e.g. Dra. Ana Souza."))
+    specialty = models.CharField(_("specialty"), max_length=80, blank=True)
+    council_registration = models.CharField(
+        _("council registration"), max_length=40, blank=True, help_text=_("CRM, CRO, CRP… e.g. CRM-SP 123456.")
+    )
+    google_calendar_id = models.CharField(_("Google Calendar id"), max_length=255, blank=True)
+    active = models.BooleanField(_("active"), default=True, help_text=_("Inactive professionals take no bookings."))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("professional")
+        verbose_name_plural = _("professionals")
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["id", "clinic"], name="professional_id_clinic_unique"),
+            models.UniqueConstraint(Lower("name"), "clinic", name="professional_name_unique_per_clinic"),
+            models.CheckConstraint(condition=~Q(name=""), name="professional_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Service(models.Model):
+    """Something the clinic offers (a consultation, a cleaning, an exam), how long it takes and who does it."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="services", verbose_name=_("clinic"))
+    name = models.CharField(_("name"), max_length=120)
+    duration_minutes = models.PositiveSmallIntegerField(
+        _("duration (minutes)"), default=30, validators=[MinValueValidator(5), MaxValueValidator(720)]
+    )
+    price = models.DecimalField(
+        _("price (R$)"),
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text=_("Private price. Empty means the price is given by staff."),
+    )
+    accepts_private = models.BooleanField(_("accepts private patients"), default=True)
+    accepted_health_plans = models.ManyToManyField(
+        HealthPlan, blank=True, related_name="services", verbose_name=_("accepted health plans")
+    )
+    preparation_instructions = models.TextField(
+        _("preparation instructions"), blank=True, help_text=_("Sent to the patient before the appointment.")
+    )
+    professionals = models.ManyToManyField(
+        Professional, blank=True, related_name="services", verbose_name=_("professionals who perform it")
+    )
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("service")
+        verbose_name_plural = _("services")
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["id", "clinic"], name="service_id_clinic_unique"),
+            models.UniqueConstraint(Lower("name"), "clinic", name="service_name_unique_per_clinic"),
+            models.CheckConstraint(
+                condition=Q(duration_minutes__gte=5, duration_minutes__lte=720), name="service_duration_range"
+            ),
+            models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gte=0), name="service_price_not_negative"),
+            models.CheckConstraint(condition=~Q(name=""), name="service_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WorkingHours(ClinicOwnedModel):
+    """One interval a professional works on a weekday; several rows a day make split shifts."""
+
+    same_clinic_fields = ("professional",)
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+", verbose_name=_("clinic"))
+    professional = models.ForeignKey(
+        Professional, on_delete=models.CASCADE, related_name="working_hours", verbose_name=_("professional")
+    )
+    weekday = models.PositiveSmallIntegerField(_("weekday"), choices=Weekday.choices)
+    start = models.TimeField(_("from"))
+    end = models.TimeField(_("until"))
+
+    class Meta:
+        verbose_name = _("working hours")
+        verbose_name_plural = _("working hours")
+        ordering = ["professional", "weekday", "start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="working_hours_weekday_valid"),
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="working_hours_end_after_start"),
+            ExclusionConstraint(
+                name="working_hours_no_overlap",
+                expressions=[
+                    ("professional", RangeOperators.EQUAL),
+                    ("weekday", RangeOperators.EQUAL),
+                    (TimeOfDayRange("start", "end"), RangeOperators.OVERLAPS),
+                ],
+                violation_error_message=_("These hours overlap other hours of the same professional and day."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.start:%H:%M}–{self.end:%H:%M}"
+
+
+class TimeOff(ClinicOwnedModel):
+    """A period a professional (or, with no professional, the whole clinic) takes no appointments."""
+
+    same_clinic_fields = ("professional",)
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="time_off", verbose_name=_("clinic"))
+    professional = models.ForeignKey(
+        Professional,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="time_off",
+        verbose_name=_("professional"),
+        help_text=_("Empty: the whole clinic is closed."),
+    )
+    start = models.DateTimeField(_("from"))
+    end = models.DateTimeField(_("until"))
+    reason = models.CharField(_("reason"), max_length=120, blank=True)
+
+    class Meta:
+        verbose_name = _("time off")
+        verbose_name_plural = _("time off")
+        ordering = ["-start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="time_off_end_after_start"),
+        ]
+        indexes = [models.Index(fields=["clinic", "end"], name="time_off_clinic_end_idx")]
+
+    def __str__(self) -> str:
+        return self.reason or str(_("Time off"))
+
+
+class AppointmentStatus(models.TextChoices):
+    SCHEDULED = "scheduled", _("Scheduled")
+    CONFIRMED = "confirmed", _("Confirmed")
+    CANCELLED = "cancelled", _("Cancelled")
+    COMPLETED = "completed", _("Completed")
+    NO_SHOW = "no_show", _("No-show")
+
+
+class AppointmentSource(models.TextChoices):
+    WHATSAPP = "whatsapp", _("WhatsApp")
+    ADMIN = "admin", _("Admin")
+    API = "api", _("API")
+
+
+class ActorKind(models.TextChoices):
+    """Who made a change: staff in the admin, the patient (through the assistant), or Cecilia itself."""
+
+    STAFF = "staff", _("Staff")
+    PATIENT = "patient", _("Patient")
+    SYSTEM = "system", _("System")
+
+
+class Appointment(ClinicOwnedModel):
+    same_clinic_fields = ("patient", "professional", "service")
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="appointments", verbose_name=_("clinic"))
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="appointments", verbose_name=_("patient")
+    )
+    professional = models.ForeignKey(
+        Professional, on_delete=models.PROTECT, related_name="appointments", verbose_name=_("professional")
+    )
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="appointments", verbose_name=_("service"))
+    start = models.DateTimeField(_("start"))
+    end = models.DateTimeField(_("end"))
+    status = models.CharField(
+        _("status"), max_length=20, choices=AppointmentStatus.choices, default=AppointmentStatus.SCHEDULED
+    )
+    source = models.CharField(_("source"), max_length=20, choices=AppointmentSource.choices)
+    notes = models.TextField(_("notes"), blank=True)
+    cancellation_reason = models.CharField(_("cancellation reason"), max_length=200, blank=True)
+    calendar_event_id = models.CharField(_("calendar event id"), max_length=1024, blank=True, editable=False)
+
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    created_by_kind = models.CharField(_("created by"), max_length=10, choices=ActorKind.choices)
+    created_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by user"),
+    )
+    updated_at = models.DateTimeField(_("changed at"), auto_now=True)
+    updated_by_kind = models.CharField(_("changed by"), max_length=10, choices=ActorKind.choices)
+    updated_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("changed by user"),
+    )
+
+    class Meta:
+        verbose_name = _("appointment")
+        verbose_name_plural = _("appointments")
+        ordering = ["start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="appointment_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(status__in=AppointmentStatus.values), name="appointment_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(source__in=AppointmentSource.values), name="appointment_source_valid"),
+            models.CheckConstraint(
+                condition=Q(status=AppointmentStatus.CANCELLED) | Q(cancellation_reason=""),
+                name="appointment_reason_only_when_cancelled",
+            ),
+            # A user is named only for staff changes; a deleted user leaves the kind and a NULL.
+            models.CheckConstraint(
+                condition=Q(created_by_kind=ActorKind.STAFF) | Q(created_by_user__isnull=True),
+                name="appointment_created_by_user_is_staff",
+            ),
+            models.CheckConstraint(
+                condition=Q(updated_by_kind=ActorKind.STAFF) | Q(updated_by_user__isnull=True),
+                name="appointment_updated_by_user_is_staff",
+            ),
+            # The last word against double booking: two active appointments of one professional never overlap,
+            # whatever path wrote them (admin, assistant, API, a raw INSERT). Booking services rely on it in races.
+            ExclusionConstraint(
+                name="appointment_no_overlap_per_professional",
+                expressions=[
+                    ("professional", RangeOperators.EQUAL),
+                    (TsTzRange("start", "end"), RangeOperators.OVERLAPS),
+                ],
+                condition=~Q(status=AppointmentStatus.CANCELLED),
+                violation_error_message=_("The professional already has an appointment at this time."),
+            ),
+            ExclusionConstraint(
+                name="appointment_no_overlap_per_patient",
+                expressions=[
+                    ("patient", RangeOperators.EQUAL),
+                    (TsTzRange("start", "end"), RangeOperators.OVERLAPS),
+                ],
+                condition=~Q(status=AppointmentStatus.CANCELLED),
+                violation_error_message=_("The patient already has another appointment at this time."),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["clinic", "start"], name="appointment_clinic_start_idx"),
+            models.Index(fields=["patient", "start"], name="appointment_patient_start_idx"),
+        ]
+
+    def __str__(self) -> str:
+        # The active time zone is the clinic's during staff requests (cecilia.middleware).
+        return f"{self.patient} — {self.service} ({timezone.localtime(self.start):%d/%m/%Y %H:%M})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status != AppointmentStatus.CANCELLED
