@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline
 from cecilia.models import BusinessHours, Clinic, ClosedDate, StaffMembership
 from cecilia.selectors import user_is_manager_of
+from cecilia.services import staff_access_sync
 
 admin.site.site_header = "Cecilia — Recepção"
 admin.site.site_title = "Cecilia — Recepção"
@@ -38,11 +39,14 @@ class ClinicAdminForm(forms.ModelForm):
     whatsapp_webhook_secret = forms.CharField(
         label=_("webhook secret"), required=False, strip=True, widget=forms.PasswordInput(render_value=False)
     )
+    # Typed without a scheme, a clinic's address means https (Django 6's default, chosen now).
+    website = forms.URLField(label=_("website"), required=False, assume_scheme="https")
+    whatsapp_api_url = forms.URLField(label=_("API base URL"), required=False, assume_scheme="https")
     clear_secrets = forms.BooleanField(label=_("Erase the stored API key and webhook secret"), required=False)
 
     class Meta:
         model = Clinic
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - the admin narrows it to its fieldsets
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -107,6 +111,14 @@ class ClinicAdmin(ClinicScopedAdmin):
         (_("Assistant"), {"fields": ("ai_enabled", "assistant_name", "ai_instructions")}),
     )
 
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        super().save_formset(request, form, formset, change)
+        if formset.model is StaffMembership:
+            touched = {m.user_id for m in formset.new_objects + [m for m, _ in formset.changed_objects]}
+            touched |= {m.user_id for m in formset.deleted_objects}
+            for user_id in touched:
+                staff_access_sync(user_id=user_id)
+
     def get_inlines(self, request: HttpRequest, obj: Clinic | None) -> Any:
         # Who works at the clinic is the managers' business.
         if obj is None or not user_is_manager_of(request.user, obj.pk):
@@ -121,6 +133,20 @@ class StaffMembershipAdmin(ClinicScopedAdmin):
     list_select_related = ("user", "clinic")
     search_fields = ("user__username", "user__first_name", "user__last_name", "user__email")
     autocomplete_fields = ("user",)
+
+    def save_model(self, request: HttpRequest, obj: StaffMembership, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        staff_access_sync(user_id=obj.user_id)
+
+    def delete_model(self, request: HttpRequest, obj: StaffMembership) -> None:
+        super().delete_model(request, obj)
+        staff_access_sync(user_id=obj.user_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        user_ids = set(queryset.values_list("user_id", flat=True))
+        super().delete_queryset(request, queryset)
+        for user_id in user_ids:
+            staff_access_sync(user_id=user_id)
 
 
 User = get_user_model()

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
@@ -29,7 +30,7 @@ def clinic_lookup_for(model: type[models.Model]) -> str | None:
         return "memberships__clinic"
     try:
         field = model._meta.get_field("clinic")
-    except models.FieldDoesNotExist:
+    except FieldDoesNotExist:
         return None
     return "clinic" if field.is_relation and field.related_model is Clinic else None
 
@@ -55,9 +56,9 @@ class _ScopedFormFieldsMixin:
             kwargs["queryset"] = scope_queryset(db_field.related_model._default_manager.all(), request)
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
         # A staff member of one clinic has nothing to choose: preselect it instead of showing "---------".
-        if field is not None and db_field.related_model is Clinic and not db_field.null:
-            if field.queryset.count() == 1:
-                field.empty_label = None
+        ids = clinic_ids_for_user(request.user)
+        if field is not None and db_field.related_model is Clinic and ids is not None and len(ids) == 1:
+            field.empty_label = None
         return field
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:

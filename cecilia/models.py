@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import zoneinfo
+from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
@@ -139,7 +140,9 @@ class Clinic(models.Model):
 class BusinessHours(models.Model):
     """One opening interval of the clinic on a weekday; several rows a day make split shifts (08–12, 14–18)."""
 
-    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="business_hours", verbose_name=_("clinic"))
+    clinic = models.ForeignKey(
+        Clinic, on_delete=models.CASCADE, related_name="business_hours", verbose_name=_("clinic")
+    )
     weekday = models.PositiveSmallIntegerField(_("weekday"), choices=Weekday.choices)
     start = models.TimeField(_("opens at"))
     end = models.TimeField(_("closes at"))
@@ -224,17 +227,25 @@ class ClinicOwnedModel(models.Model):
     class Meta:
         abstract = True
 
+    def _inherit_clinic(self) -> None:
+        """A row created from its parent (an inline, a service) takes the parent's clinic."""
+        if getattr(self, "clinic_id", None) is not None:
+            return
+        for name in self.same_clinic_fields:
+            if getattr(self, f"{name}_id", None) is not None:
+                self.clinic_id = getattr(self, name).clinic_id
+                return
+
+    def clean_fields(self, exclude: Any = None) -> None:
+        self._inherit_clinic()
+        super().clean_fields(exclude)
+
     def clean(self) -> None:
         super().clean()
-        if getattr(self, "clinic_id", None) is None:
-            # A row created from its parent (an inline, a service) inherits the parent's clinic.
-            for name in self.same_clinic_fields:
-                if getattr(self, f"{name}_id", None) is not None:
-                    self.clinic_id = getattr(self, name).clinic_id
-                    break
-            else:
-                return
-        clinic_id = self.clinic_id
+        self._inherit_clinic()
+        clinic_id = getattr(self, "clinic_id", None)
+        if clinic_id is None:
+            return
         errors = {}
         for name in self.same_clinic_fields:
             if getattr(self, f"{name}_id", None) is None:

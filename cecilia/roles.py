@@ -72,7 +72,8 @@ def roles_sync(apps: Any, schema_editor: Any = None) -> None:
             app_label, model = model_key.split(".")
             for action in actions:
                 wanted.append(
-                    Permission.objects.get(content_type__app_label=app_label, content_type__model=model,
-                                           codename=f"{action}_{model}")
+                    Permission.objects.get(
+                        content_type__app_label=app_label, content_type__model=model, codename=f"{action}_{model}"
+                    )
                 )
         group.permissions.set(wanted)

@@ -16,8 +16,8 @@ from django.utils.translation import gettext_lazy as _
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-# A `.env` beside manage.py is read when present; real environment variables win over it.
-env.read_env(BASE_DIR / ".env", overwrite=False)
+# A `.env` beside manage.py (or the file ENV_FILE names) is read when present; real environment variables win.
+env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
 DEBUG: bool = env.bool("DEBUG", default=False)
 
@@ -37,8 +37,14 @@ if DEBUG:
     SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-cecilia-key-do-not-use-in-production")
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 else:
-    SECRET_KEY = _required("SECRET_KEY", "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'.")
-    ALLOWED_HOSTS = [h for h in _required("ALLOWED_HOSTS", "List the host names Cecilia answers on, comma-separated.").split(",") if h]
+    SECRET_KEY = _required(
+        "SECRET_KEY", "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
+    ALLOWED_HOSTS = [
+        h
+        for h in _required("ALLOWED_HOSTS", "List the host names Cecilia answers on, comma-separated.").split(",")
+        if h
+    ]
 
 DATABASE_URL = _required(
     "DATABASE_URL",
@@ -87,6 +93,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "cecilia.middleware.ClinicTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -8,7 +8,7 @@ import os
 
 os.environ.setdefault("DEBUG", "1")
 
-from cecilia.settings import *  # noqa: E402,F403
+from cecilia.settings import *  # noqa: F403
 
 # Password hashing dominates the run time of tests that create users.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -72,9 +72,7 @@ class Conversation(ClinicOwnedModel):
         ]
         indexes = [
             models.Index(fields=["clinic", "-last_inbound_at"], name="conversation_clinic_recent_idx"),
-            models.Index(
-                fields=["clinic"], condition=Q(needs_attention=True), name="conversation_attention_idx"
-            ),
+            models.Index(fields=["clinic"], condition=Q(needs_attention=True), name="conversation_attention_idx"),
         ]
 
     def __str__(self) -> str:
@@ -179,9 +177,7 @@ class Message(ClinicOwnedModel):
         ]
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="message_conversation_time_idx"),
-            models.Index(
-                fields=["created_at"], condition=Q(status=MessageStatus.QUEUED), name="message_queued_idx"
-            ),
+            models.Index(fields=["created_at"], condition=Q(status=MessageStatus.QUEUED), name="message_queued_idx"),
         ]
 
     def __str__(self) -> str:

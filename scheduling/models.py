@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import RangeOperators
@@ -84,7 +87,9 @@ class Service(models.Model):
             models.CheckConstraint(
                 condition=Q(duration_minutes__gte=5, duration_minutes__lte=720), name="service_duration_range"
             ),
-            models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gte=0), name="service_price_not_negative"),
+            models.CheckConstraint(
+                condition=Q(price__isnull=True) | Q(price__gte=0), name="service_price_not_negative"
+            ),
             models.CheckConstraint(condition=~Q(name=""), name="service_name_not_empty"),
         ]
 
@@ -191,7 +196,9 @@ class Appointment(ClinicOwnedModel):
     professional = models.ForeignKey(
         Professional, on_delete=models.PROTECT, related_name="appointments", verbose_name=_("professional")
     )
-    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="appointments", verbose_name=_("service"))
+    service = models.ForeignKey(
+        Service, on_delete=models.PROTECT, related_name="appointments", verbose_name=_("service")
+    )
     start = models.DateTimeField(_("start"))
     end = models.DateTimeField(_("end"))
     status = models.CharField(
@@ -229,9 +236,7 @@ class Appointment(ClinicOwnedModel):
         ordering = ["start"]
         constraints = [
             models.CheckConstraint(condition=Q(end__gt=F("start")), name="appointment_end_after_start"),
-            models.CheckConstraint(
-                condition=Q(status__in=AppointmentStatus.values), name="appointment_status_valid"
-            ),
+            models.CheckConstraint(condition=Q(status__in=AppointmentStatus.values), name="appointment_status_valid"),
             models.CheckConstraint(condition=Q(source__in=AppointmentSource.values), name="appointment_source_valid"),
             models.CheckConstraint(
                 condition=Q(status=AppointmentStatus.CANCELLED) | Q(cancellation_reason=""),
@@ -279,3 +284,10 @@ class Appointment(ClinicOwnedModel):
     @property
     def is_active(self) -> bool:
         return self.status != AppointmentStatus.CANCELLED
+
+    def clean_fields(self, exclude: Any = None) -> None:
+        # An appointment typed without an end lasts as long as its service; filled before validation so the
+        # overlap constraints are checked with the real end.
+        if self.end is None and self.start is not None and self.service_id is not None:
+            self.end = self.start + datetime.timedelta(minutes=self.service.duration_minutes)
+        super().clean_fields(exclude)

@@ -12,7 +12,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -23,81 +22,251 @@ class Migration(migrations.Migration):
         # Exclusion constraints on (id =, range &&) need btree_gist for the equality part.
         BtreeGistExtension(),
         migrations.CreateModel(
-            name='Clinic',
+            name="Clinic",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, verbose_name='name')),
-                ('slug', models.SlugField(max_length=60, unique=True, verbose_name='slug')),
-                ('timezone', timezone_field.fields.TimeZoneField(default='America/Sao_Paulo', help_text='Appointments, reminders and messages use this zone. Patients are never asked for one.', use_pytz=False, verbose_name='time zone')),
-                ('address', models.TextField(blank=True, verbose_name='address')),
-                ('city', models.CharField(blank=True, max_length=80, verbose_name='city')),
-                ('state', models.CharField(blank=True, choices=[('AC', 'Acre'), ('AL', 'Alagoas'), ('AP', 'Amapá'), ('AM', 'Amazonas'), ('BA', 'Bahia'), ('CE', 'Ceará'), ('DF', 'Distrito Federal'), ('ES', 'Espírito Santo'), ('GO', 'Goiás'), ('MA', 'Maranhão'), ('MT', 'Mato Grosso'), ('MS', 'Mato Grosso do Sul'), ('MG', 'Minas Gerais'), ('PA', 'Pará'), ('PB', 'Paraíba'), ('PR', 'Paraná'), ('PE', 'Pernambuco'), ('PI', 'Piauí'), ('RJ', 'Rio de Janeiro'), ('RN', 'Rio Grande do Norte'), ('RS', 'Rio Grande do Sul'), ('RO', 'Rondônia'), ('RR', 'Roraima'), ('SC', 'Santa Catarina'), ('SP', 'São Paulo'), ('SE', 'Sergipe'), ('TO', 'Tocantins')], max_length=2, verbose_name='state')),
-                ('phone', models.CharField(blank=True, help_text="The clinic's public phone number.", max_length=20, verbose_name='phone')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='e-mail')),
-                ('website', models.URLField(blank=True, verbose_name='website')),
-                ('whatsapp_provider', models.CharField(choices=[('console', 'Console (simulator, no real WhatsApp)'), ('evolution', 'Evolution API'), ('meta', 'Meta WhatsApp Cloud API')], default='console', max_length=20, verbose_name='WhatsApp provider')),
-                ('whatsapp_instance', models.CharField(blank=True, help_text='Evolution API: the instance name. Meta Cloud API: the phone number id.', max_length=120, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9_.\\-]*$', 'Use letters, digits, dots, dashes or underscores.')], verbose_name='instance name or phone number id')),
-                ('whatsapp_api_url', models.URLField(blank=True, verbose_name='API base URL')),
-                ('whatsapp_api_key', cecilia.fields.EncryptedTextField(blank=True, verbose_name='API key')),
-                ('whatsapp_webhook_secret', cecilia.fields.EncryptedTextField(blank=True, verbose_name='webhook secret')),
-                ('ai_enabled', models.BooleanField(default=True, verbose_name='assistant answers patients')),
-                ('assistant_name', models.CharField(default='Cecília', max_length=40, verbose_name='assistant name')),
-                ('ai_instructions', models.TextField(blank=True, help_text='Tone, policies and facts the assistant should know, in plain Portuguese.', verbose_name='extra instructions for the assistant')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=120, verbose_name="name")),
+                ("slug", models.SlugField(max_length=60, unique=True, verbose_name="slug")),
+                (
+                    "timezone",
+                    timezone_field.fields.TimeZoneField(
+                        default="America/Sao_Paulo",
+                        help_text="Appointments, reminders and messages use this zone. Patients are never asked for one.",
+                        use_pytz=False,
+                        verbose_name="time zone",
+                    ),
+                ),
+                ("address", models.TextField(blank=True, verbose_name="address")),
+                ("city", models.CharField(blank=True, max_length=80, verbose_name="city")),
+                (
+                    "state",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("AC", "Acre"),
+                            ("AL", "Alagoas"),
+                            ("AP", "Amapá"),
+                            ("AM", "Amazonas"),
+                            ("BA", "Bahia"),
+                            ("CE", "Ceará"),
+                            ("DF", "Distrito Federal"),
+                            ("ES", "Espírito Santo"),
+                            ("GO", "Goiás"),
+                            ("MA", "Maranhão"),
+                            ("MT", "Mato Grosso"),
+                            ("MS", "Mato Grosso do Sul"),
+                            ("MG", "Minas Gerais"),
+                            ("PA", "Pará"),
+                            ("PB", "Paraíba"),
+                            ("PR", "Paraná"),
+                            ("PE", "Pernambuco"),
+                            ("PI", "Piauí"),
+                            ("RJ", "Rio de Janeiro"),
+                            ("RN", "Rio Grande do Norte"),
+                            ("RS", "Rio Grande do Sul"),
+                            ("RO", "Rondônia"),
+                            ("RR", "Roraima"),
+                            ("SC", "Santa Catarina"),
+                            ("SP", "São Paulo"),
+                            ("SE", "Sergipe"),
+                            ("TO", "Tocantins"),
+                        ],
+                        max_length=2,
+                        verbose_name="state",
+                    ),
+                ),
+                (
+                    "phone",
+                    models.CharField(
+                        blank=True, help_text="The clinic's public phone number.", max_length=20, verbose_name="phone"
+                    ),
+                ),
+                ("email", models.EmailField(blank=True, max_length=254, verbose_name="e-mail")),
+                ("website", models.URLField(blank=True, verbose_name="website")),
+                (
+                    "whatsapp_provider",
+                    models.CharField(
+                        choices=[
+                            ("console", "Console (simulator, no real WhatsApp)"),
+                            ("evolution", "Evolution API"),
+                            ("meta", "Meta WhatsApp Cloud API"),
+                        ],
+                        default="console",
+                        max_length=20,
+                        verbose_name="WhatsApp provider",
+                    ),
+                ),
+                (
+                    "whatsapp_instance",
+                    models.CharField(
+                        blank=True,
+                        help_text="Evolution API: the instance name. Meta Cloud API: the phone number id.",
+                        max_length=120,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9_.\\-]*$", "Use letters, digits, dots, dashes or underscores."
+                            )
+                        ],
+                        verbose_name="instance name or phone number id",
+                    ),
+                ),
+                ("whatsapp_api_url", models.URLField(blank=True, verbose_name="API base URL")),
+                ("whatsapp_api_key", cecilia.fields.EncryptedTextField(blank=True, verbose_name="API key")),
+                (
+                    "whatsapp_webhook_secret",
+                    cecilia.fields.EncryptedTextField(blank=True, verbose_name="webhook secret"),
+                ),
+                ("ai_enabled", models.BooleanField(default=True, verbose_name="assistant answers patients")),
+                ("assistant_name", models.CharField(default="Cecília", max_length=40, verbose_name="assistant name")),
+                (
+                    "ai_instructions",
+                    models.TextField(
+                        blank=True,
+                        help_text="Tone, policies and facts the assistant should know, in plain Portuguese.",
+                        verbose_name="extra instructions for the assistant",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
             ],
             options={
-                'verbose_name': 'clinic',
-                'verbose_name_plural': 'clinics',
-                'ordering': ['name'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('whatsapp_instance', ''), _negated=True), fields=('whatsapp_provider', 'whatsapp_instance'), name='clinic_whatsapp_instance_unique'), models.CheckConstraint(condition=models.Q(('name', ''), _negated=True), name='clinic_name_not_empty'), models.CheckConstraint(condition=models.Q(('assistant_name', ''), _negated=True), name='clinic_assistant_name_not_empty')],
+                "verbose_name": "clinic",
+                "verbose_name_plural": "clinics",
+                "ordering": ["name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("whatsapp_instance", ""), _negated=True),
+                        fields=("whatsapp_provider", "whatsapp_instance"),
+                        name="clinic_whatsapp_instance_unique",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("name", ""), _negated=True), name="clinic_name_not_empty"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("assistant_name", ""), _negated=True),
+                        name="clinic_assistant_name_not_empty",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='BusinessHours',
+            name="BusinessHours",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('weekday', models.PositiveSmallIntegerField(choices=[(0, 'Monday'), (1, 'Tuesday'), (2, 'Wednesday'), (3, 'Thursday'), (4, 'Friday'), (5, 'Saturday'), (6, 'Sunday')], verbose_name='weekday')),
-                ('start', models.TimeField(verbose_name='opens at')),
-                ('end', models.TimeField(verbose_name='closes at')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='business_hours', to='cecilia.clinic', verbose_name='clinic')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "weekday",
+                    models.PositiveSmallIntegerField(
+                        choices=[
+                            (0, "Monday"),
+                            (1, "Tuesday"),
+                            (2, "Wednesday"),
+                            (3, "Thursday"),
+                            (4, "Friday"),
+                            (5, "Saturday"),
+                            (6, "Sunday"),
+                        ],
+                        verbose_name="weekday",
+                    ),
+                ),
+                ("start", models.TimeField(verbose_name="opens at")),
+                ("end", models.TimeField(verbose_name="closes at")),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="business_hours",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'business hours',
-                'verbose_name_plural': 'business hours',
-                'ordering': ['clinic', 'weekday', 'start'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('weekday__gte', 0), ('weekday__lte', 6)), name='business_hours_weekday_valid'), models.CheckConstraint(condition=models.Q(('end__gt', models.F('start'))), name='business_hours_end_after_start'), django.contrib.postgres.constraints.ExclusionConstraint(expressions=[('clinic', '='), ('weekday', '='), (cecilia.constraints.TimeOfDayRange('start', 'end'), '&&')], name='business_hours_no_overlap', violation_error_message='These hours overlap other opening hours of the same day.')],
+                "verbose_name": "business hours",
+                "verbose_name_plural": "business hours",
+                "ordering": ["clinic", "weekday", "start"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("weekday__gte", 0), ("weekday__lte", 6)),
+                        name="business_hours_weekday_valid",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("end__gt", models.F("start"))), name="business_hours_end_after_start"
+                    ),
+                    django.contrib.postgres.constraints.ExclusionConstraint(
+                        expressions=[
+                            ("clinic", "="),
+                            ("weekday", "="),
+                            (cecilia.constraints.TimeOfDayRange("start", "end"), "&&"),
+                        ],
+                        name="business_hours_no_overlap",
+                        violation_error_message="These hours overlap other opening hours of the same day.",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ClosedDate',
+            name="ClosedDate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('date', models.DateField(verbose_name='date')),
-                ('reason', models.CharField(blank=True, max_length=120, verbose_name='reason')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='closed_dates', to='cecilia.clinic', verbose_name='clinic')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("date", models.DateField(verbose_name="date")),
+                ("reason", models.CharField(blank=True, max_length=120, verbose_name="reason")),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="closed_dates",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'closed date',
-                'verbose_name_plural': 'closed dates',
-                'ordering': ['clinic', 'date'],
-                'constraints': [models.UniqueConstraint(fields=('clinic', 'date'), name='closed_date_unique_per_clinic')],
+                "verbose_name": "closed date",
+                "verbose_name_plural": "closed dates",
+                "ordering": ["clinic", "date"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("clinic", "date"), name="closed_date_unique_per_clinic")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='StaffMembership',
+            name="StaffMembership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('receptionist', 'Receptionist'), ('manager', 'Manager')], default='receptionist', max_length=20, verbose_name='role')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='cecilia.clinic', verbose_name='clinic')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL, verbose_name='user')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("receptionist", "Receptionist"), ("manager", "Manager")],
+                        default="receptionist",
+                        max_length=20,
+                        verbose_name="role",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="user",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'staff membership',
-                'verbose_name_plural': 'staff memberships',
-                'ordering': ['clinic', 'user'],
-                'constraints': [models.UniqueConstraint(fields=('user', 'clinic'), name='staff_membership_unique')],
+                "verbose_name": "staff membership",
+                "verbose_name_plural": "staff memberships",
+                "ordering": ["clinic", "user"],
+                "constraints": [models.UniqueConstraint(fields=("user", "clinic"), name="staff_membership_unique")],
             },
         ),
     ]

@@ -6,145 +6,343 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('cecilia', '0001_initial'),
-        ('patients', '0001_initial'),
+        ("cecilia", "0001_initial"),
+        ("patients", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('owner', models.CharField(choices=[('ai', 'Assistant'), ('human', 'Staff')], default='ai', max_length=10, verbose_name='handled by')),
-                ('state', models.JSONField(blank=True, default=dict, verbose_name='assistant state')),
-                ('handoff_summary', models.TextField(blank=True, verbose_name='handoff summary')),
-                ('needs_attention', models.BooleanField(default=False, verbose_name='needs attention')),
-                ('attention_reason', models.CharField(blank=True, choices=[('', '—'), ('emergency', 'Emergency'), ('asked_for_human', 'Asked for a person'), ('failed_send', 'Message not delivered'), ('unanswered', 'Unanswered'), ('handoff', 'Handed off by the assistant'), ('stale', 'Old messages after reconnecting')], default='', max_length=20, verbose_name='attention reason')),
-                ('last_inbound_at', models.DateTimeField(blank=True, null=True, verbose_name='last message from patient')),
-                ('last_outbound_at', models.DateTimeField(blank=True, null=True, verbose_name='last message to patient')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('assigned_to', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='assigned_conversations', to=settings.AUTH_USER_MODEL, verbose_name='assigned to')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='conversations', to='cecilia.clinic', verbose_name='clinic')),
-                ('patient', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='conversations', to='patients.patient', verbose_name='patient')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "owner",
+                    models.CharField(
+                        choices=[("ai", "Assistant"), ("human", "Staff")],
+                        default="ai",
+                        max_length=10,
+                        verbose_name="handled by",
+                    ),
+                ),
+                ("state", models.JSONField(blank=True, default=dict, verbose_name="assistant state")),
+                ("handoff_summary", models.TextField(blank=True, verbose_name="handoff summary")),
+                ("needs_attention", models.BooleanField(default=False, verbose_name="needs attention")),
+                (
+                    "attention_reason",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "—"),
+                            ("emergency", "Emergency"),
+                            ("asked_for_human", "Asked for a person"),
+                            ("failed_send", "Message not delivered"),
+                            ("unanswered", "Unanswered"),
+                            ("handoff", "Handed off by the assistant"),
+                            ("stale", "Old messages after reconnecting"),
+                        ],
+                        default="",
+                        max_length=20,
+                        verbose_name="attention reason",
+                    ),
+                ),
+                (
+                    "last_inbound_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="last message from patient"),
+                ),
+                (
+                    "last_outbound_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="last message to patient"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
+                (
+                    "assigned_to",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="assigned_conversations",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="assigned to",
+                    ),
+                ),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="conversations",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="conversations",
+                        to="patients.patient",
+                        verbose_name="patient",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'conversation',
-                'verbose_name_plural': 'conversations',
-                'ordering': ['-last_inbound_at'],
+                "verbose_name": "conversation",
+                "verbose_name_plural": "conversations",
+                "ordering": ["-last_inbound_at"],
             },
         ),
         migrations.CreateModel(
-            name='InboundEvent',
+            name="InboundEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(choices=[('evolution', 'Evolution API'), ('meta', 'Meta WhatsApp Cloud API'), ('console', 'Simulator')], max_length=20, verbose_name='provider')),
-                ('event_type', models.CharField(max_length=60, verbose_name='event type')),
-                ('dedupe_key', models.CharField(blank=True, max_length=255, verbose_name='dedupe key')),
-                ('payload', models.JSONField(verbose_name='payload')),
-                ('received_at', models.DateTimeField(auto_now_add=True, verbose_name='received at')),
-                ('processed_at', models.DateTimeField(blank=True, null=True, verbose_name='processed at')),
-                ('attempts', models.PositiveSmallIntegerField(default=0, verbose_name='attempts')),
-                ('error', models.TextField(blank=True, verbose_name='error')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='cecilia.clinic', verbose_name='clinic')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "provider",
+                    models.CharField(
+                        choices=[
+                            ("evolution", "Evolution API"),
+                            ("meta", "Meta WhatsApp Cloud API"),
+                            ("console", "Simulator"),
+                        ],
+                        max_length=20,
+                        verbose_name="provider",
+                    ),
+                ),
+                ("event_type", models.CharField(max_length=60, verbose_name="event type")),
+                ("dedupe_key", models.CharField(blank=True, max_length=255, verbose_name="dedupe key")),
+                ("payload", models.JSONField(verbose_name="payload")),
+                ("received_at", models.DateTimeField(auto_now_add=True, verbose_name="received at")),
+                ("processed_at", models.DateTimeField(blank=True, null=True, verbose_name="processed at")),
+                ("attempts", models.PositiveSmallIntegerField(default=0, verbose_name="attempts")),
+                ("error", models.TextField(blank=True, verbose_name="error")),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'inbound event',
-                'verbose_name_plural': 'inbound events',
-                'ordering': ['-received_at'],
+                "verbose_name": "inbound event",
+                "verbose_name_plural": "inbound events",
+                "ordering": ["-received_at"],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('direction', models.CharField(choices=[('in', 'Received'), ('out', 'Sent')], max_length=3, verbose_name='direction')),
-                ('kind', models.CharField(choices=[('text', 'Text'), ('audio', 'Audio'), ('image', 'Image'), ('video', 'Video'), ('document', 'Document'), ('location', 'Location'), ('contact', 'Contact'), ('reaction', 'Reaction'), ('other', 'Other')], default='text', max_length=10, verbose_name='kind')),
-                ('text', models.TextField(blank=True, verbose_name='text')),
-                ('media', models.FileField(blank=True, upload_to='messages/%Y/%m/', verbose_name='media')),
-                ('media_mime_type', models.CharField(blank=True, max_length=100, verbose_name='media type')),
-                ('provider_message_id', models.CharField(blank=True, max_length=128, verbose_name='provider message id')),
-                ('status', models.CharField(choices=[('received', 'Received'), ('queued', 'Queued'), ('sent', 'Sent'), ('delivered', 'Delivered'), ('read', 'Read'), ('failed', 'Failed')], max_length=10, verbose_name='status')),
-                ('error', models.TextField(blank=True, verbose_name='error')),
-                ('author', models.CharField(choices=[('patient', 'Patient'), ('ai', 'Assistant'), ('staff', 'Staff'), ('system', 'System')], max_length=10, verbose_name='author')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('sent_at', models.DateTimeField(blank=True, null=True, verbose_name='sent at')),
-                ('delivered_at', models.DateTimeField(blank=True, null=True, verbose_name='delivered at')),
-                ('read_at', models.DateTimeField(blank=True, null=True, verbose_name='read at')),
-                ('failed_at', models.DateTimeField(blank=True, null=True, verbose_name='failed at')),
-                ('author_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='staff member')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='cecilia.clinic', verbose_name='clinic')),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='conversations.conversation', verbose_name='conversation')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "direction",
+                    models.CharField(
+                        choices=[("in", "Received"), ("out", "Sent")], max_length=3, verbose_name="direction"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("text", "Text"),
+                            ("audio", "Audio"),
+                            ("image", "Image"),
+                            ("video", "Video"),
+                            ("document", "Document"),
+                            ("location", "Location"),
+                            ("contact", "Contact"),
+                            ("reaction", "Reaction"),
+                            ("other", "Other"),
+                        ],
+                        default="text",
+                        max_length=10,
+                        verbose_name="kind",
+                    ),
+                ),
+                ("text", models.TextField(blank=True, verbose_name="text")),
+                ("media", models.FileField(blank=True, upload_to="messages/%Y/%m/", verbose_name="media")),
+                ("media_mime_type", models.CharField(blank=True, max_length=100, verbose_name="media type")),
+                (
+                    "provider_message_id",
+                    models.CharField(blank=True, max_length=128, verbose_name="provider message id"),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received"),
+                            ("queued", "Queued"),
+                            ("sent", "Sent"),
+                            ("delivered", "Delivered"),
+                            ("read", "Read"),
+                            ("failed", "Failed"),
+                        ],
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                ("error", models.TextField(blank=True, verbose_name="error")),
+                (
+                    "author",
+                    models.CharField(
+                        choices=[("patient", "Patient"), ("ai", "Assistant"), ("staff", "Staff"), ("system", "System")],
+                        max_length=10,
+                        verbose_name="author",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("sent_at", models.DateTimeField(blank=True, null=True, verbose_name="sent at")),
+                ("delivered_at", models.DateTimeField(blank=True, null=True, verbose_name="delivered at")),
+                ("read_at", models.DateTimeField(blank=True, null=True, verbose_name="read at")),
+                ("failed_at", models.DateTimeField(blank=True, null=True, verbose_name="failed at")),
+                (
+                    "author_user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="staff member",
+                    ),
+                ),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="conversations.conversation",
+                        verbose_name="conversation",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'message',
-                'verbose_name_plural': 'messages',
-                'ordering': ['created_at', 'id'],
+                "verbose_name": "message",
+                "verbose_name_plural": "messages",
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['clinic', '-last_inbound_at'], name='conversation_clinic_recent_idx'),
+            model_name="conversation",
+            index=models.Index(fields=["clinic", "-last_inbound_at"], name="conversation_clinic_recent_idx"),
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(condition=models.Q(('needs_attention', True)), fields=['clinic'], name='conversation_attention_idx'),
+            model_name="conversation",
+            index=models.Index(
+                condition=models.Q(("needs_attention", True)), fields=["clinic"], name="conversation_attention_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='conversation',
-            constraint=models.UniqueConstraint(fields=('clinic', 'patient'), name='conversation_one_per_patient'),
+            model_name="conversation",
+            constraint=models.UniqueConstraint(fields=("clinic", "patient"), name="conversation_one_per_patient"),
         ),
         migrations.AddConstraint(
-            model_name='conversation',
-            constraint=models.UniqueConstraint(fields=('id', 'clinic'), name='conversation_id_clinic_unique'),
+            model_name="conversation",
+            constraint=models.UniqueConstraint(fields=("id", "clinic"), name="conversation_id_clinic_unique"),
         ),
         migrations.AddConstraint(
-            model_name='conversation',
-            constraint=models.CheckConstraint(condition=models.Q(('needs_attention', True), ('attention_reason', ''), _connector='OR'), name='conversation_reason_only_when_attention'),
+            model_name="conversation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("needs_attention", True), ("attention_reason", ""), _connector="OR"),
+                name="conversation_reason_only_when_attention",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='conversation',
-            constraint=models.CheckConstraint(condition=models.Q(('owner__in', ['ai', 'human'])), name='conversation_owner_valid'),
+            model_name="conversation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("owner__in", ["ai", "human"])), name="conversation_owner_valid"
+            ),
         ),
         migrations.AddIndex(
-            model_name='inboundevent',
-            index=models.Index(condition=models.Q(('processed_at__isnull', True)), fields=['received_at'], name='inbound_event_pending_idx'),
+            model_name="inboundevent",
+            index=models.Index(
+                condition=models.Q(("processed_at__isnull", True)),
+                fields=["received_at"],
+                name="inbound_event_pending_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='inboundevent',
-            constraint=models.UniqueConstraint(condition=models.Q(('dedupe_key', ''), _negated=True), fields=('clinic', 'provider', 'dedupe_key'), name='inbound_event_dedupe_unique'),
+            model_name="inboundevent",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("dedupe_key", ""), _negated=True),
+                fields=("clinic", "provider", "dedupe_key"),
+                name="inbound_event_dedupe_unique",
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['conversation', 'created_at'], name='message_conversation_time_idx'),
+            model_name="message",
+            index=models.Index(fields=["conversation", "created_at"], name="message_conversation_time_idx"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('status', 'queued')), fields=['created_at'], name='message_queued_idx'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status", "queued")), fields=["created_at"], name="message_queued_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(condition=models.Q(('provider_message_id', ''), _negated=True), fields=('clinic', 'provider_message_id'), name='message_provider_id_unique_per_clinic'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("provider_message_id", ""), _negated=True),
+                fields=("clinic", "provider_message_id"),
+                name="message_provider_id_unique_per_clinic",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('author', 'patient'), ('direction', 'in'), ('status', 'received')), models.Q(('author__in', ['ai', 'staff', 'system']), ('direction', 'out'), ('status__in', ['queued', 'sent', 'delivered', 'read', 'failed'])), _connector='OR'), name='message_direction_author_status'),
+            model_name="message",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("author", "patient"), ("direction", "in"), ("status", "received")),
+                    models.Q(
+                        ("author__in", ["ai", "staff", "system"]),
+                        ("direction", "out"),
+                        ("status__in", ["queued", "sent", "delivered", "read", "failed"]),
+                    ),
+                    _connector="OR",
+                ),
+                name="message_direction_author_status",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.CheckConstraint(condition=models.Q(('author', 'staff'), ('author_user__isnull', True), _connector='OR'), name='message_user_only_for_staff'),
+            model_name="message",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("author", "staff"), ("author_user__isnull", True), _connector="OR"),
+                name="message_user_only_for_staff",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'failed'), _negated=True), models.Q(('error', ''), _negated=True), _connector='OR'), name='message_failed_has_error'),
+            model_name="message",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "failed"), _negated=True),
+                    models.Q(("error", ""), _negated=True),
+                    _connector="OR",
+                ),
+                name="message_failed_has_error",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['text', 'audio', 'image', 'video', 'document', 'location', 'contact', 'reaction', 'other'])), name='message_kind_valid'),
+            model_name="message",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "kind__in",
+                        ["text", "audio", "image", "video", "document", "location", "contact", "reaction", "other"],
+                    )
+                ),
+                name="message_kind_valid",
+            ),
         ),
     ]

@@ -7,118 +7,242 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('cecilia', '0001_initial'),
+        ("cecilia", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='HealthPlan',
+            name="HealthPlan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=80, verbose_name='name')),
-                ('active', models.BooleanField(default=True, verbose_name='active')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='health_plans', to='cecilia.clinic', verbose_name='clinic')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=80, verbose_name="name")),
+                ("active", models.BooleanField(default=True, verbose_name="active")),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="health_plans",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'health plan',
-                'verbose_name_plural': 'health plans',
-                'ordering': ['name'],
+                "verbose_name": "health plan",
+                "verbose_name_plural": "health plans",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Patient',
+            name="Patient",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('phone', patients.fields.PhoneNumberField(blank=True, help_text='Any format: (11) 98765-4321, +55…', max_length=16, null=True, verbose_name='phone')),
-                ('whatsapp_id', models.CharField(blank=True, help_text='The id WhatsApp gives this chat (JID or LID).', max_length=80, verbose_name='WhatsApp id')),
-                ('whatsapp_name', models.CharField(blank=True, max_length=120, verbose_name='name on WhatsApp')),
-                ('full_name', models.CharField(blank=True, max_length=160, verbose_name='full name')),
-                ('birth_date', models.DateField(blank=True, null=True, verbose_name='birth date')),
-                ('cpf', patients.fields.CPFField(blank=True, max_length=11, verbose_name='CPF')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='e-mail')),
-                ('health_plan_card_number', models.CharField(blank=True, max_length=40, verbose_name='health plan card number')),
-                ('notes', models.TextField(blank=True, help_text='Seen by staff only, never by the assistant.', verbose_name='staff notes')),
-                ('opt_out_automated', models.BooleanField(default=False, help_text='No reminders or other automatic messages.', verbose_name='no automated messages')),
-                ('opt_out_ai', models.BooleanField(default=False, help_text='Only staff answer this patient; the assistant stays silent.', verbose_name='no assistant')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='patients', to='cecilia.clinic', verbose_name='clinic')),
-                ('health_plan', models.ForeignKey(blank=True, help_text='Empty for private (particular) patients.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='patients', to='patients.healthplan', verbose_name='health plan')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "phone",
+                    patients.fields.PhoneNumberField(
+                        blank=True,
+                        help_text="Any format: (11) 98765-4321, +55…",
+                        max_length=16,
+                        null=True,
+                        verbose_name="phone",
+                    ),
+                ),
+                (
+                    "whatsapp_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="The id WhatsApp gives this chat (JID or LID).",
+                        max_length=80,
+                        verbose_name="WhatsApp id",
+                    ),
+                ),
+                ("whatsapp_name", models.CharField(blank=True, max_length=120, verbose_name="name on WhatsApp")),
+                ("full_name", models.CharField(blank=True, max_length=160, verbose_name="full name")),
+                ("birth_date", models.DateField(blank=True, null=True, verbose_name="birth date")),
+                ("cpf", patients.fields.CPFField(blank=True, max_length=11, verbose_name="CPF")),
+                ("email", models.EmailField(blank=True, max_length=254, verbose_name="e-mail")),
+                (
+                    "health_plan_card_number",
+                    models.CharField(blank=True, max_length=40, verbose_name="health plan card number"),
+                ),
+                (
+                    "notes",
+                    models.TextField(
+                        blank=True, help_text="Seen by staff only, never by the assistant.", verbose_name="staff notes"
+                    ),
+                ),
+                (
+                    "opt_out_automated",
+                    models.BooleanField(
+                        default=False,
+                        help_text="No reminders or other automatic messages.",
+                        verbose_name="no automated messages",
+                    ),
+                ),
+                (
+                    "opt_out_ai",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Only staff answer this patient; the assistant stays silent.",
+                        verbose_name="no assistant",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="patients",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
+                (
+                    "health_plan",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty for private (particular) patients.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="patients",
+                        to="patients.healthplan",
+                        verbose_name="health plan",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'patient',
-                'verbose_name_plural': 'patients',
-                'ordering': ['full_name', 'whatsapp_name', 'id'],
+                "verbose_name": "patient",
+                "verbose_name_plural": "patients",
+                "ordering": ["full_name", "whatsapp_name", "id"],
             },
         ),
         migrations.CreateModel(
-            name='PatientGuardian',
+            name="PatientGuardian",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('relationship', models.CharField(choices=[('child', 'Child'), ('parent', 'Parent'), ('spouse', 'Spouse'), ('other', 'Other')], default='child', max_length=20, verbose_name="the dependent is the guardian's")),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='cecilia.clinic', verbose_name='clinic')),
-                ('dependent', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='guardian_links', to='patients.patient', verbose_name='dependent')),
-                ('guardian', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='dependent_links', to='patients.patient', verbose_name='guardian')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "relationship",
+                    models.CharField(
+                        choices=[("child", "Child"), ("parent", "Parent"), ("spouse", "Spouse"), ("other", "Other")],
+                        default="child",
+                        max_length=20,
+                        verbose_name="the dependent is the guardian's",
+                    ),
+                ),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
+                (
+                    "dependent",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="guardian_links",
+                        to="patients.patient",
+                        verbose_name="dependent",
+                    ),
+                ),
+                (
+                    "guardian",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="dependent_links",
+                        to="patients.patient",
+                        verbose_name="guardian",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'dependent',
-                'verbose_name_plural': 'dependents',
+                "verbose_name": "dependent",
+                "verbose_name_plural": "dependents",
             },
         ),
         migrations.AddConstraint(
-            model_name='healthplan',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('name'), models.F('clinic'), name='health_plan_name_unique_per_clinic'),
+            model_name="healthplan",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("name"),
+                models.F("clinic"),
+                name="health_plan_name_unique_per_clinic",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='healthplan',
-            constraint=models.UniqueConstraint(fields=('id', 'clinic'), name='health_plan_id_clinic_unique'),
+            model_name="healthplan",
+            constraint=models.UniqueConstraint(fields=("id", "clinic"), name="health_plan_id_clinic_unique"),
         ),
         migrations.AddConstraint(
-            model_name='healthplan',
-            constraint=models.CheckConstraint(condition=models.Q(('name', ''), _negated=True), name='health_plan_name_not_empty'),
+            model_name="healthplan",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("name", ""), _negated=True), name="health_plan_name_not_empty"
+            ),
         ),
         migrations.AddIndex(
-            model_name='patient',
-            index=models.Index(fields=['clinic', 'full_name'], name='patient_clinic_name_idx'),
+            model_name="patient",
+            index=models.Index(fields=["clinic", "full_name"], name="patient_clinic_name_idx"),
         ),
         migrations.AddConstraint(
-            model_name='patient',
-            constraint=models.UniqueConstraint(condition=models.Q(('phone__isnull', False)), fields=('clinic', 'phone'), name='patient_phone_unique_per_clinic'),
+            model_name="patient",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("phone__isnull", False)),
+                fields=("clinic", "phone"),
+                name="patient_phone_unique_per_clinic",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='patient',
-            constraint=models.UniqueConstraint(condition=models.Q(('whatsapp_id', ''), _negated=True), fields=('clinic', 'whatsapp_id'), name='patient_whatsapp_unique'),
+            model_name="patient",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("whatsapp_id", ""), _negated=True),
+                fields=("clinic", "whatsapp_id"),
+                name="patient_whatsapp_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='patient',
-            constraint=models.UniqueConstraint(condition=models.Q(('cpf', ''), _negated=True), fields=('clinic', 'cpf'), name='patient_cpf_unique'),
+            model_name="patient",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("cpf", ""), _negated=True), fields=("clinic", "cpf"), name="patient_cpf_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='patient',
-            constraint=models.UniqueConstraint(fields=('id', 'clinic'), name='patient_id_clinic_unique'),
+            model_name="patient",
+            constraint=models.UniqueConstraint(fields=("id", "clinic"), name="patient_id_clinic_unique"),
         ),
         migrations.AddConstraint(
-            model_name='patient',
-            constraint=models.CheckConstraint(condition=models.Q(('phone__isnull', True), ('phone__regex', '^\\+[1-9][0-9]{7,14}$'), _connector='OR'), name='patient_phone_e164'),
+            model_name="patient",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("phone__isnull", True), ("phone__regex", "^\\+[1-9][0-9]{7,14}$"), _connector="OR"),
+                name="patient_phone_e164",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='patient',
-            constraint=models.CheckConstraint(condition=models.Q(('cpf', ''), ('cpf__regex', '^[0-9]{11}$'), _connector='OR'), name='patient_cpf_digits'),
+            model_name="patient",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("cpf", ""), ("cpf__regex", "^[0-9]{11}$"), _connector="OR"),
+                name="patient_cpf_digits",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='patient',
-            constraint=models.CheckConstraint(condition=models.Q(('health_plan__isnull', False), ('health_plan_card_number', ''), _connector='OR'), name='patient_card_needs_health_plan'),
+            model_name="patient",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("health_plan__isnull", False), ("health_plan_card_number", ""), _connector="OR"),
+                name="patient_card_needs_health_plan",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='patientguardian',
-            constraint=models.UniqueConstraint(fields=('guardian', 'dependent'), name='patient_guardian_unique'),
+            model_name="patientguardian",
+            constraint=models.UniqueConstraint(fields=("guardian", "dependent"), name="patient_guardian_unique"),
         ),
         migrations.AddConstraint(
-            model_name='patientguardian',
-            constraint=models.CheckConstraint(condition=models.Q(('guardian', models.F('dependent')), _negated=True), name='patient_guardian_not_self'),
+            model_name="patientguardian",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("guardian", models.F("dependent")), _negated=True), name="patient_guardian_not_self"
+            ),
         ),
     ]

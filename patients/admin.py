@@ -1,0 +1,93 @@
+"""Admin for patients and health plans.
+
+Apps above this one (scheduling, conversations) add their inlines to the patient page through
+`register_patient_inline`, so the dependency arrow keeps pointing one way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, ScopedRelatedFilter
+from patients.models import HealthPlan, Patient, PatientGuardian
+from patients.phones import format_phone_for_display
+
+_EXTRA_PATIENT_INLINES: list[type[admin.options.InlineModelAdmin]] = []
+
+
+def register_patient_inline(inline: type[admin.options.InlineModelAdmin]) -> None:
+    """Show `inline` on the patient page (used by scheduling for appointments, conversations for chats)."""
+    if inline not in _EXTRA_PATIENT_INLINES:
+        _EXTRA_PATIENT_INLINES.append(inline)
+
+
+class DependentInline(ClinicScopedTabularInline):
+    model = PatientGuardian
+    fk_name = "guardian"
+    extra = 0
+    autocomplete_fields = ("dependent",)
+    verbose_name = _("dependent")
+    verbose_name_plural = _("dependents (this patient books for them)")
+
+
+class GuardianInline(ClinicScopedTabularInline):
+    model = PatientGuardian
+    fk_name = "dependent"
+    extra = 0
+    autocomplete_fields = ("guardian",)
+    verbose_name = _("guardian")
+    verbose_name_plural = _("guardians (they book for this patient)")
+
+
+@admin.register(Patient)
+class PatientAdmin(ClinicScopedAdmin):
+    list_display = ("display_name", "phone_display", "health_plan", "opt_out_automated", "opt_out_ai", "created_at")
+    list_display_links = ("display_name",)
+    list_filter = ("clinic", ("health_plan", ScopedRelatedFilter), "opt_out_automated", "opt_out_ai")
+    list_select_related = ("health_plan",)
+    search_fields = ("full_name", "whatsapp_name", "phone", "cpf", "email")
+    date_hierarchy = "created_at"
+    autocomplete_fields = ("health_plan",)
+    readonly_fields = ("whatsapp_id", "created_at", "updated_at")
+    list_per_page = 50
+    fieldsets = (
+        (None, {"fields": ("clinic", "full_name", "whatsapp_name", "phone", "whatsapp_id")}),
+        (_("Personal details"), {"fields": ("birth_date", "cpf", "email")}),
+        (_("Health plan"), {"fields": ("health_plan", "health_plan_card_number")}),
+        (_("Preferences"), {"fields": ("opt_out_automated", "opt_out_ai")}),
+        (_("Staff notes"), {"fields": ("notes",)}),
+        (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    def get_inlines(self, request: HttpRequest, obj: Patient | None) -> list[Any]:
+        return [DependentInline, GuardianInline, *_EXTRA_PATIENT_INLINES]
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        """Staff search by phone as they read it ("(11) 98765-4321") and by CPF with punctuation."""
+        unsearched = queryset
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        digits = "".join(ch for ch in search_term if ch.isdigit())
+        if len(digits) >= 4 and digits != search_term.strip():
+            queryset |= unsearched.filter(Q(phone__contains=digits) | Q(cpf__contains=digits))
+        return queryset, may_have_duplicates
+
+    @admin.display(description=_("name"), ordering="full_name")
+    def display_name(self, obj: Patient) -> str:
+        return obj.display_name
+
+    @admin.display(description=_("phone"), ordering="phone")
+    def phone_display(self, obj: Patient) -> str:
+        return format_phone_for_display(obj.phone) if obj.phone else "—"
+
+
+@admin.register(HealthPlan)
+class HealthPlanAdmin(ClinicScopedAdmin):
+    list_display = ("name", "clinic", "active")
+    list_filter = ("active", "clinic")
+    list_select_related = ("clinic",)
+    search_fields = ("name",)

@@ -1,0 +1,196 @@
+"""Admin for the agenda: professionals and their hours, services, time off and appointments."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, ScopedRelatedFilter
+from patients.admin import register_patient_inline
+from scheduling.models import (
+    ActorKind,
+    Appointment,
+    AppointmentSource,
+    Professional,
+    Service,
+    TimeOff,
+    WorkingHours,
+)
+
+
+class WorkingHoursInline(ClinicScopedTabularInline):
+    model = WorkingHours
+    extra = 0
+
+
+class TimeOffInline(ClinicScopedTabularInline):
+    model = TimeOff
+    extra = 0
+    fields = ("start", "end", "reason")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # Past absences are history; the professional's page shows what still matters.
+        return super().get_queryset(request).filter(end__gte=timezone.now())
+
+
+@admin.register(Professional)
+class ProfessionalAdmin(ClinicScopedAdmin):
+    list_display = ("name", "specialty", "council_registration", "clinic", "active")
+    list_filter = ("active", "clinic", "specialty")
+    list_select_related = ("clinic",)
+    search_fields = ("name", "specialty", "council_registration")
+    inlines = (WorkingHoursInline, TimeOffInline)
+
+
+class ServiceAdminForm(forms.ModelForm):
+    class Meta:
+        model = Service
+        fields = "__all__"  # noqa: DJ007 - the admin narrows it to its fieldsets
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        clinic = cleaned.get("clinic")
+        if clinic is not None:
+            for name in ("professionals", "accepted_health_plans"):
+                if any(item.clinic_id != clinic.pk for item in cleaned.get(name) or ()):
+                    self.add_error(name, _("Choose only items of the service's clinic."))
+        return cleaned
+
+
+@admin.register(Service)
+class ServiceAdmin(ClinicScopedAdmin):
+    form = ServiceAdminForm
+    list_display = ("name", "duration_minutes", "price", "accepts_private", "clinic", "active")
+    list_filter = ("active", "accepts_private", "clinic")
+    list_select_related = ("clinic",)
+    search_fields = ("name",)
+    filter_horizontal = ("professionals", "accepted_health_plans")
+
+
+@admin.register(WorkingHours)
+class WorkingHoursAdmin(ClinicScopedAdmin):
+    list_display = ("professional", "weekday", "start", "end")
+    list_filter = (("professional", ScopedRelatedFilter), "weekday")
+    list_select_related = ("professional",)
+    search_fields = ("professional__name",)
+    autocomplete_fields = ("professional",)
+
+
+@admin.register(TimeOff)
+class TimeOffAdmin(ClinicScopedAdmin):
+    list_display = ("start", "end", "professional_or_clinic", "reason")
+    list_filter = (("professional", ScopedRelatedFilter), "clinic")
+    list_select_related = ("professional",)
+    search_fields = ("reason", "professional__name")
+    date_hierarchy = "start"
+    autocomplete_fields = ("professional",)
+
+    @admin.display(description=_("who"), ordering="professional__name")
+    def professional_or_clinic(self, obj: TimeOff) -> str:
+        return obj.professional.name if obj.professional else str(_("Whole clinic"))
+
+
+class AppointmentAdminForm(forms.ModelForm):
+    class Meta:
+        model = Appointment
+        fields = "__all__"  # noqa: DJ007 - the admin narrows it to its fieldsets
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "end" in self.fields:
+            self.fields["end"].required = False
+            self.fields["end"].help_text = _("Leave empty to use the service's duration.")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # Filled here, not only in the model, so the overlap constraints are validated with the real end.
+        if not cleaned.get("end") and cleaned.get("start") and cleaned.get("service"):
+            cleaned["end"] = cleaned["start"] + datetime.timedelta(minutes=cleaned["service"].duration_minutes)
+        return cleaned
+
+
+@admin.register(Appointment)
+class AppointmentAdmin(ClinicScopedAdmin):
+    form = AppointmentAdminForm
+    list_display = ("start", "patient", "professional", "service", "status", "source")
+    list_filter = (
+        "status",
+        ("professional", ScopedRelatedFilter),
+        ("service", ScopedRelatedFilter),
+        "source",
+        "clinic",
+    )
+    list_select_related = ("patient", "professional", "service")
+    search_fields = ("patient__full_name", "patient__whatsapp_name", "patient__phone", "professional__name")
+    date_hierarchy = "start"
+    autocomplete_fields = ("patient", "professional", "service")
+    readonly_fields = (
+        "calendar_event_id",
+        "created_at",
+        "created_by_kind",
+        "created_by_user",
+        "updated_at",
+        "updated_by_kind",
+        "updated_by_user",
+    )
+    list_per_page = 50
+    fieldsets = (
+        (None, {"fields": ("clinic", "patient", "professional", "service", "start", "end", "status")}),
+        (_("Details"), {"fields": ("notes", "cancellation_reason", "source")}),
+        (
+            _("Record"),
+            {
+                "fields": (
+                    "created_at",
+                    "created_by_kind",
+                    "created_by_user",
+                    "updated_at",
+                    "updated_by_kind",
+                    "updated_by_user",
+                    "calendar_event_id",
+                ),
+                "classes": ("collapse",),
+            },
+        ),
+    )
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        initial.setdefault("source", AppointmentSource.ADMIN)
+        return initial
+
+    def save_model(self, request: HttpRequest, obj: Appointment, form: Any, change: bool) -> None:
+        # Every change records who made it; here it is always the logged-in staff member.
+        if not change:
+            obj.created_by_kind = ActorKind.STAFF
+            obj.created_by_user = request.user
+        obj.updated_by_kind = ActorKind.STAFF
+        obj.updated_by_user = request.user
+        super().save_model(request, obj, form, change)
+
+
+class PatientAppointmentInline(ClinicScopedTabularInline):
+    """Read-only list of a patient's appointments on the patient page, newest first, each linking to its page."""
+
+    model = Appointment
+    fields = ("start", "professional", "service", "status")
+    readonly_fields = fields
+    ordering = ("-start",)
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = _("appointments")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("professional", "service")
+
+
+register_patient_inline(PatientAppointmentInline)
