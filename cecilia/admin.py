@@ -16,18 +16,20 @@ from cecilia.models import BusinessHours, Clinic, ClosedDate, StaffMembership
 from cecilia.selectors import user_is_manager_of
 from cecilia.services import staff_access_sync
 
-admin.site.site_header = "Cecilia — Recepção"
-admin.site.site_title = "Cecilia — Recepção"
+admin.site.site_header = _("Cecilia — Front desk")
+admin.site.site_title = _("Cecilia — Front desk")
 admin.site.index_title = _("Back-office")
 
 SECRET_FIELDS = ("whatsapp_api_key", "whatsapp_webhook_secret")
 
 
 def describe_secret(value: str) -> str:
-    """What staff may see of a stored secret: that it is set, and its last four characters."""
+    """What staff may see of a stored secret: that it is set and, for long ones, its last four characters."""
     if not value:
         return str(_("Not set."))
-    return str(_("Set (ends in …%(tail)s). Leave blank to keep it.")) % {"tail": value[-4:] if len(value) > 8 else ""}
+    if len(value) <= 12:
+        return str(_("Set. Leave blank to keep it."))
+    return str(_("Set (ends in …%(tail)s). Leave blank to keep it.")) % {"tail": value[-4:]}
 
 
 class ClinicAdminForm(forms.ModelForm):

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 from timezone_field import TimeZoneField
 
@@ -121,9 +122,18 @@ class Clinic(models.Model):
                 fields=["whatsapp_provider", "whatsapp_instance"],
                 condition=~Q(whatsapp_instance=""),
                 name="clinic_whatsapp_instance_unique",
+                violation_error_message=_("Another clinic already uses this WhatsApp instance."),
             ),
-            models.CheckConstraint(condition=~Q(name=""), name="clinic_name_not_empty"),
-            models.CheckConstraint(condition=~Q(assistant_name=""), name="clinic_assistant_name_not_empty"),
+            models.CheckConstraint(
+                condition=~Q(name=""),
+                name="clinic_name_not_empty",
+                violation_error_message=_("Give the clinic a name."),
+            ),
+            models.CheckConstraint(
+                condition=~Q(assistant_name=""),
+                name="clinic_assistant_name_not_empty",
+                violation_error_message=_("Give the assistant a name."),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -153,7 +163,11 @@ class BusinessHours(models.Model):
         ordering = ["clinic", "weekday", "start"]
         constraints = [
             models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="business_hours_weekday_valid"),
-            models.CheckConstraint(condition=Q(end__gt=F("start")), name="business_hours_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(end__gt=F("start")),
+                name="business_hours_end_after_start",
+                violation_error_message=_("The closing time must be after the opening time."),
+            ),
             # Availability sums intervals; overlapping ones would double-count or hide a mistake.
             ExclusionConstraint(
                 name="business_hours_no_overlap",
@@ -181,10 +195,16 @@ class ClosedDate(models.Model):
         verbose_name = _("closed date")
         verbose_name_plural = _("closed dates")
         ordering = ["clinic", "date"]
-        constraints = [models.UniqueConstraint(fields=["clinic", "date"], name="closed_date_unique_per_clinic")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clinic", "date"],
+                name="closed_date_unique_per_clinic",
+                violation_error_message=_("This date is already marked as closed."),
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.date:%d/%m/%Y} {self.reason}".strip()
+        return f"{date_format(self.date, 'SHORT_DATE_FORMAT')} {self.reason}".strip()
 
 
 class StaffRole(models.TextChoices):
@@ -207,7 +227,11 @@ class StaffMembership(models.Model):
         verbose_name_plural = _("staff memberships")
         ordering = ["clinic", "user"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "clinic"], name="staff_membership_unique"),
+            models.UniqueConstraint(
+                fields=["user", "clinic"],
+                name="staff_membership_unique",
+                violation_error_message=_("This person is already on this clinic's staff."),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
 from cecilia.models import Clinic, ClinicOwnedModel
@@ -62,11 +64,16 @@ class Conversation(ClinicOwnedModel):
         ordering = ["-last_inbound_at"]
         constraints = [
             # A patient's WhatsApp chat with the clinic is one continuous thread.
-            models.UniqueConstraint(fields=["clinic", "patient"], name="conversation_one_per_patient"),
+            models.UniqueConstraint(
+                fields=["clinic", "patient"],
+                name="conversation_one_per_patient",
+                violation_error_message=_("This patient already has a conversation with the clinic."),
+            ),
             models.UniqueConstraint(fields=["id", "clinic"], name="conversation_id_clinic_unique"),
             models.CheckConstraint(
                 condition=Q(needs_attention=True) | Q(attention_reason=""),
                 name="conversation_reason_only_when_attention",
+                violation_error_message=_("A reason is only given when the conversation needs attention."),
             ),
             models.CheckConstraint(condition=Q(owner__in=ConversationOwner.values), name="conversation_owner_valid"),
         ]
@@ -181,7 +188,8 @@ class Message(ClinicOwnedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_direction_display()} · {self.get_kind_display()} · {self.created_at:%d/%m %H:%M}"
+        when = date_format(timezone.localtime(self.created_at), "SHORT_DATETIME_FORMAT") if self.created_at else ""
+        return f"{self.get_direction_display()} · {self.get_kind_display()} · {when}"
 
 
 class WebhookProvider(models.TextChoices):
@@ -222,4 +230,5 @@ class InboundEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.provider} {self.event_type} {self.received_at:%d/%m %H:%M:%S}"
+        when = date_format(timezone.localtime(self.received_at), "SHORT_DATETIME_FORMAT") if self.received_at else ""
+        return f"{self.get_provider_display()} · {self.event_type} · {when}"

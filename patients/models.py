@@ -24,7 +24,12 @@ class HealthPlan(models.Model):
         verbose_name_plural = _("health plans")
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(Lower("name"), "clinic", name="health_plan_name_unique_per_clinic"),
+            models.UniqueConstraint(
+                Lower("name"),
+                "clinic",
+                name="health_plan_name_unique_per_clinic",
+                violation_error_message=_("This clinic already has a health plan with this name."),
+            ),
             models.UniqueConstraint(fields=["id", "clinic"], name="health_plan_id_clinic_unique"),
             models.CheckConstraint(condition=~Q(name=""), name="health_plan_name_not_empty"),
         ]
@@ -79,12 +84,23 @@ class Patient(ClinicOwnedModel):
         constraints = [
             # Inbound messages find the patient by phone: one person, one row per clinic.
             models.UniqueConstraint(
-                fields=["clinic", "phone"], condition=Q(phone__isnull=False), name="patient_phone_unique_per_clinic"
+                fields=["clinic", "phone"],
+                condition=Q(phone__isnull=False),
+                name="patient_phone_unique_per_clinic",
+                violation_error_message=_("Another patient of this clinic has this phone number."),
             ),
             models.UniqueConstraint(
-                fields=["clinic", "whatsapp_id"], condition=~Q(whatsapp_id=""), name="patient_whatsapp_unique"
+                fields=["clinic", "whatsapp_id"],
+                condition=~Q(whatsapp_id=""),
+                name="patient_whatsapp_unique",
+                violation_error_message=_("Another patient of this clinic has this WhatsApp id."),
             ),
-            models.UniqueConstraint(fields=["clinic", "cpf"], condition=~Q(cpf=""), name="patient_cpf_unique"),
+            models.UniqueConstraint(
+                fields=["clinic", "cpf"],
+                condition=~Q(cpf=""),
+                name="patient_cpf_unique",
+                violation_error_message=_("Another patient of this clinic has this CPF."),
+            ),
             # Target of the same-clinic composite foreign keys (appointments, conversations, guardians).
             models.UniqueConstraint(fields=["id", "clinic"], name="patient_id_clinic_unique"),
             models.CheckConstraint(
@@ -94,6 +110,7 @@ class Patient(ClinicOwnedModel):
             models.CheckConstraint(
                 condition=Q(health_plan__isnull=False) | Q(health_plan_card_number=""),
                 name="patient_card_needs_health_plan",
+                violation_error_message=_("Choose the health plan of this card number."),
             ),
         ]
         indexes = [
@@ -135,7 +152,8 @@ class PatientGuardian(ClinicOwnedModel):
         Patient, on_delete=models.CASCADE, related_name="guardian_links", verbose_name=_("dependent")
     )
     relationship = models.CharField(
-        _("the dependent is the guardian's"),
+        _("relationship"),
+        help_text=_("What the dependent is to the guardian."),
         max_length=20,
         choices=GuardianRelationship.choices,
         default=GuardianRelationship.CHILD,
@@ -145,8 +163,16 @@ class PatientGuardian(ClinicOwnedModel):
         verbose_name = _("dependent")
         verbose_name_plural = _("dependents")
         constraints = [
-            models.UniqueConstraint(fields=["guardian", "dependent"], name="patient_guardian_unique"),
-            models.CheckConstraint(condition=~Q(guardian=F("dependent")), name="patient_guardian_not_self"),
+            models.UniqueConstraint(
+                fields=["guardian", "dependent"],
+                name="patient_guardian_unique",
+                violation_error_message=_("This guardian is already linked to this dependent."),
+            ),
+            models.CheckConstraint(
+                condition=~Q(guardian=F("dependent")),
+                name="patient_guardian_not_self",
+                violation_error_message=_("A patient cannot be their own guardian."),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -13,7 +13,9 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from cecilia.constraints import TimeOfDayRange, TsTzRange
 from cecilia.models import Clinic, ClinicOwnedModel, Weekday
@@ -38,7 +40,12 @@ class Professional(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["id", "clinic"], name="professional_id_clinic_unique"),
-            models.UniqueConstraint(Lower("name"), "clinic", name="professional_name_unique_per_clinic"),
+            models.UniqueConstraint(
+                Lower("name"),
+                "clinic",
+                name="professional_name_unique_per_clinic",
+                violation_error_message=_("This clinic already has a professional with this name."),
+            ),
             models.CheckConstraint(condition=~Q(name=""), name="professional_name_not_empty"),
         ]
 
@@ -83,12 +90,21 @@ class Service(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["id", "clinic"], name="service_id_clinic_unique"),
-            models.UniqueConstraint(Lower("name"), "clinic", name="service_name_unique_per_clinic"),
-            models.CheckConstraint(
-                condition=Q(duration_minutes__gte=5, duration_minutes__lte=720), name="service_duration_range"
+            models.UniqueConstraint(
+                Lower("name"),
+                "clinic",
+                name="service_name_unique_per_clinic",
+                violation_error_message=_("This clinic already has a service with this name."),
             ),
             models.CheckConstraint(
-                condition=Q(price__isnull=True) | Q(price__gte=0), name="service_price_not_negative"
+                condition=Q(duration_minutes__gte=5, duration_minutes__lte=720),
+                name="service_duration_range",
+                violation_error_message=_("A service lasts between 5 and 720 minutes."),
+            ),
+            models.CheckConstraint(
+                condition=Q(price__isnull=True) | Q(price__gte=0),
+                name="service_price_not_negative",
+                violation_error_message=_("The price cannot be negative."),
             ),
             models.CheckConstraint(condition=~Q(name=""), name="service_name_not_empty"),
         ]
@@ -116,7 +132,11 @@ class WorkingHours(ClinicOwnedModel):
         ordering = ["professional", "weekday", "start"]
         constraints = [
             models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="working_hours_weekday_valid"),
-            models.CheckConstraint(condition=Q(end__gt=F("start")), name="working_hours_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(end__gt=F("start")),
+                name="working_hours_end_after_start",
+                violation_error_message=_("The end must be after the start."),
+            ),
             ExclusionConstraint(
                 name="working_hours_no_overlap",
                 expressions=[
@@ -153,10 +173,14 @@ class TimeOff(ClinicOwnedModel):
 
     class Meta:
         verbose_name = _("time off")
-        verbose_name_plural = _("time off")
+        verbose_name_plural = pgettext_lazy("plural", "time off")
         ordering = ["-start"]
         constraints = [
-            models.CheckConstraint(condition=Q(end__gt=F("start")), name="time_off_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(end__gt=F("start")),
+                name="time_off_end_after_start",
+                violation_error_message=_("The end must be after the start."),
+            ),
         ]
         indexes = [models.Index(fields=["clinic", "end"], name="time_off_clinic_end_idx")]
 
@@ -235,12 +259,17 @@ class Appointment(ClinicOwnedModel):
         verbose_name_plural = _("appointments")
         ordering = ["start"]
         constraints = [
-            models.CheckConstraint(condition=Q(end__gt=F("start")), name="appointment_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(end__gt=F("start")),
+                name="appointment_end_after_start",
+                violation_error_message=_("The appointment must end after it starts."),
+            ),
             models.CheckConstraint(condition=Q(status__in=AppointmentStatus.values), name="appointment_status_valid"),
             models.CheckConstraint(condition=Q(source__in=AppointmentSource.values), name="appointment_source_valid"),
             models.CheckConstraint(
                 condition=Q(status=AppointmentStatus.CANCELLED) | Q(cancellation_reason=""),
                 name="appointment_reason_only_when_cancelled",
+                violation_error_message=_("Only cancelled appointments have a cancellation reason."),
             ),
             # A user is named only for staff changes; a deleted user leaves the kind and a NULL.
             models.CheckConstraint(
@@ -279,7 +308,9 @@ class Appointment(ClinicOwnedModel):
 
     def __str__(self) -> str:
         # The active time zone is the clinic's during staff requests (cecilia.middleware).
-        return f"{self.patient} — {self.service} ({timezone.localtime(self.start):%d/%m/%Y %H:%M})"
+        return (
+            f"{self.patient} — {self.service} ({date_format(timezone.localtime(self.start), 'SHORT_DATETIME_FORMAT')})"
+        )
 
     @property
     def is_active(self) -> bool:

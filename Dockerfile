@@ -1,0 +1,22 @@
+# Cecilia's image: one image, three processes (web, worker, beat) chosen by the command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+RUN useradd --system --create-home --home-dir /home/cecilia cecilia \
+    && mkdir -p /var/lib/cecilia/static /var/lib/cecilia/media \
+    && chown -R cecilia:cecilia /var/lib/cecilia
+
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+# collectstatic needs settings to load; these values exist only for this build step.
+RUN DEBUG=0 SECRET_KEY=build-only ALLOWED_HOSTS=build DATABASE_URL=postgres://build@localhost/build \
+    REDIS_URL=redis://localhost:6379/0 STATIC_ROOT=/var/lib/cecilia/static \
+    python manage.py collectstatic --noinput
+
+USER cecilia
+EXPOSE 8000
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "cecilia.asgi:application"]
