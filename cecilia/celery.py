@@ -9,3 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cecilia.settings")
 app = Celery("cecilia")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Correlation ids follow requests into the tasks they enqueue (and tasks into theirs).
+import cecilia.observability.celery  # noqa: E402,F401

@@ -1,3 +1,5 @@
+"""Health probes, mounted at /health/ by cecilia/urls.py: /health/live and /health/ready."""
+
 from django.urls import path
 
 from cecilia.observability import health
