@@ -46,8 +46,32 @@ def scope_queryset(queryset: QuerySet, request: HttpRequest, lookup: str | None 
     return scoped.distinct() if "__" in lookup else scoped
 
 
+def _single_clinic(request: HttpRequest) -> bool:
+    """Staff of one clinic: a clinic column or filter would only repeat their clinic's name."""
+    ids = clinic_ids_for_user(request.user)
+    return ids is not None and len(ids) <= 1
+
+
 class ScopedRelatedFilter(admin.RelatedOnlyFieldListFilter):
     """Offers only related rows used by the (already scoped) changelist, never another clinic's names."""
+
+
+def yes_no_filter(field: str, title: str, yes: str, no: str) -> type[admin.SimpleListFilter]:
+    """A list filter for a boolean field whose label reads badly after "By …" (e.g. "no automated messages")."""
+
+    class YesNoFilter(admin.SimpleListFilter):
+        parameter_name = field
+
+        def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+            return [("1", yes), ("0", no)]
+
+        def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+            if self.value() in ("0", "1"):
+                return queryset.filter(**{field: self.value() == "1"})
+            return queryset
+
+    YesNoFilter.title = title
+    return YesNoFilter
 
 
 class _ScopedFormFieldsMixin:
@@ -83,10 +107,15 @@ class ClinicScopedAdmin(_ScopedFormFieldsMixin, admin.ModelAdmin):
             raise Http404
         return obj
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        columns = super().get_list_display(request)
+        if _single_clinic(request):
+            columns = [c for c in columns if c != "clinic"]
+        return columns
+
     def get_list_filter(self, request: HttpRequest) -> Any:
         filters = list(super().get_list_filter(request))
-        ids = clinic_ids_for_user(request.user)
-        if ids is not None and len(ids) <= 1:
+        if _single_clinic(request):
             filters = [f for f in filters if f != "clinic" and not (isinstance(f, tuple) and f[0] == "clinic")]
         return filters
 

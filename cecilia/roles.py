@@ -53,27 +53,32 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def roles_sync(apps: Any, schema_editor: Any = None) -> None:
-    """Create the groups and set exactly the permissions above (a data migration calls this)."""
+def permissions_create(apps: Any, schema_editor: Any = None) -> None:
+    """Create every model's permissions now (a data migration needs them; Django adds them only after migrating)."""
     from django.contrib.auth.management import create_permissions
 
-    # On a fresh database permissions are only created after all migrations; create them now.
     for app_config in apps.get_app_configs():
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = None
 
+
+def roles_sync(apps: Any, schema_editor: Any = None) -> None:
+    """Create the groups and give each exactly the permissions above. Idempotent.
+
+    Runs from a data migration and after every `migrate`/`flush` (post_migrate), so the groups are back after a
+    test database is emptied and new models' permissions reach the roles as soon as they exist.
+    """
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     for group_name, spec in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=group_name)
-        wanted = []
+        wanted = Permission.objects.none()
         for model_key, actions in spec.items():
             app_label, model = model_key.split(".")
-            for action in actions:
-                wanted.append(
-                    Permission.objects.get(
-                        content_type__app_label=app_label, content_type__model=model, codename=f"{action}_{model}"
-                    )
-                )
+            wanted |= Permission.objects.filter(
+                content_type__app_label=app_label,
+                content_type__model=model,
+                codename__in=[f"{action}_{model}" for action in actions],
+            )
         group.permissions.set(wanted)

@@ -13,7 +13,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, ScopedRelatedFilter
+from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, ScopedRelatedFilter, yes_no_filter
 from patients.models import HealthPlan, Patient, PatientGuardian
 from patients.phones import format_phone_for_display
 
@@ -46,9 +46,14 @@ class GuardianInline(ClinicScopedTabularInline):
 
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
-    list_display = ("display_name", "phone_display", "health_plan", "opt_out_automated", "opt_out_ai", "created_at")
+    list_display = ("display_name", "phone_display", "health_plan", "created_at")
     list_display_links = ("display_name",)
-    list_filter = ("clinic", ("health_plan", ScopedRelatedFilter), "opt_out_automated", "opt_out_ai")
+    list_filter = (
+        "clinic",
+        ("health_plan", ScopedRelatedFilter),
+        yes_no_filter("opt_out_automated", _("automated messages"), _("refused"), _("receives")),
+        yes_no_filter("opt_out_ai", _("assistant"), _("only staff answer"), _("assistant answers")),
+    )
     list_select_related = ("health_plan",)
     search_fields = ("full_name", "whatsapp_name", "phone", "cpf", "email")
     date_hierarchy = "created_at"

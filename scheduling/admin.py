@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
 from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, ScopedRelatedFilter
@@ -18,11 +19,13 @@ from scheduling.models import (
     ActorKind,
     Appointment,
     AppointmentSource,
+    AppointmentStatus,
     Professional,
     Service,
     TimeOff,
     WorkingHours,
 )
+from scheduling.selectors import appointments_overlapping
 
 
 class WorkingHoursInline(ClinicScopedTabularInline):
@@ -113,13 +116,50 @@ class AppointmentAdminForm(forms.ModelForm):
         # Filled here, not only in the model, so the overlap constraints are validated with the real end.
         if not cleaned.get("end") and cleaned.get("start") and cleaned.get("service"):
             cleaned["end"] = cleaned["start"] + datetime.timedelta(minutes=cleaned["service"].duration_minutes)
+        self._check_professional(cleaned)
+        if cleaned.get("start") and cleaned.get("end") and cleaned.get("status") != AppointmentStatus.CANCELLED:
+            self._check_overlaps(cleaned)
         return cleaned
+
+    def _check_professional(self, cleaned: dict[str, Any]) -> None:
+        professional, service = cleaned.get("professional"), cleaned.get("service")
+        if professional is None or service is None or not self.has_changed():
+            return
+        changed = {"professional", "service"} & set(self.changed_data)
+        if changed and not professional.active:
+            self.add_error("professional", _("%(name)s is inactive and takes no bookings.") % {"name": professional})
+        if changed and not service.professionals.filter(pk=professional.pk).exists():
+            names = {"professional": professional, "service": service}
+            self.add_error("service", _("%(professional)s does not perform %(service)s.") % names)
+
+    def _check_overlaps(self, cleaned: dict[str, Any]) -> None:
+        """Name the appointment in the way; the database constraint stays the last word in a race."""
+        window = {"start": cleaned["start"], "end": cleaned["end"], "exclude_id": self.instance.pk}
+        for field, key in (("professional", "professional_id"), ("patient", "patient_id")):
+            if cleaned.get(field) is None:
+                continue
+            clash = appointments_overlapping(**window, **{key: cleaned[field].pk}).first()
+            if clash is not None:
+                message = (
+                    _("%(who)s already has an appointment from %(start)s to %(end)s.")
+                    if field == "professional"
+                    else _("%(who)s already has another appointment from %(start)s to %(end)s.")
+                )
+                self.add_error(
+                    "start",
+                    message
+                    % {
+                        "who": cleaned[field],
+                        "start": date_format(timezone.localtime(clash.start), "SHORT_DATETIME_FORMAT"),
+                        "end": date_format(timezone.localtime(clash.end), "TIME_FORMAT"),
+                    },
+                )
 
 
 @admin.register(Appointment)
 class AppointmentAdmin(ClinicScopedAdmin):
     form = AppointmentAdminForm
-    list_display = ("start", "patient", "professional", "service", "status", "source")
+    list_display = ("start", "patient", "professional", "service", "status")
     list_filter = (
         "status",
         ("professional", ScopedRelatedFilter),

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from cecilia.roles import roles_sync
+from cecilia.roles import permissions_create, roles_sync
 
 
 class Migration(migrations.Migration):
@@ -15,4 +15,7 @@ class Migration(migrations.Migration):
         ("conversations", "0002_same_clinic_foreign_keys"),
     ]
 
-    operations = [migrations.RunPython(roles_sync, migrations.RunPython.noop)]
+    operations = [
+        migrations.RunPython(permissions_create, migrations.RunPython.noop),
+        migrations.RunPython(roles_sync, migrations.RunPython.noop),
+    ]

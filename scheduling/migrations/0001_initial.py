@@ -10,207 +10,495 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('cecilia', '0001_initial'),
-        ('patients', '0001_initial'),
+        ("cecilia", "0001_initial"),
+        ("patients", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Professional',
+            name="Professional",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='As patients know them, e.g. Dra. Ana Souza.', max_length=120, verbose_name='name')),
-                ('specialty', models.CharField(blank=True, max_length=80, verbose_name='specialty')),
-                ('council_registration', models.CharField(blank=True, help_text='CRM, CRO, CRP… e.g. CRM-SP 123456.', max_length=40, verbose_name='council registration')),
-                ('google_calendar_id', models.CharField(blank=True, max_length=255, verbose_name='Google Calendar id')),
-                ('active', models.BooleanField(default=True, help_text='Inactive professionals take no bookings.', verbose_name='active')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='professionals', to='cecilia.clinic', verbose_name='clinic')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="As patients know them, e.g. Dra. Ana Souza.", max_length=120, verbose_name="name"
+                    ),
+                ),
+                ("specialty", models.CharField(blank=True, max_length=80, verbose_name="specialty")),
+                (
+                    "council_registration",
+                    models.CharField(
+                        blank=True,
+                        help_text="CRM, CRO, CRP… e.g. CRM-SP 123456.",
+                        max_length=40,
+                        verbose_name="council registration",
+                    ),
+                ),
+                ("google_calendar_id", models.CharField(blank=True, max_length=255, verbose_name="Google Calendar id")),
+                (
+                    "active",
+                    models.BooleanField(
+                        default=True, help_text="Inactive professionals take no bookings.", verbose_name="active"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="professionals",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'professional',
-                'verbose_name_plural': 'professionals',
-                'ordering': ['name'],
+                "verbose_name": "professional",
+                "verbose_name_plural": "professionals",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Service',
+            name="Service",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, verbose_name='name')),
-                ('duration_minutes', models.PositiveSmallIntegerField(default=30, validators=[django.core.validators.MinValueValidator(5), django.core.validators.MaxValueValidator(720)], verbose_name='duration (minutes)')),
-                ('price', models.DecimalField(blank=True, decimal_places=2, help_text='Private price. Empty means the price is given by staff.', max_digits=10, null=True, validators=[django.core.validators.MinValueValidator(0)], verbose_name='price (R$)')),
-                ('accepts_private', models.BooleanField(default=True, verbose_name='accepts private patients')),
-                ('preparation_instructions', models.TextField(blank=True, help_text='Sent to the patient before the appointment.', verbose_name='preparation instructions')),
-                ('active', models.BooleanField(default=True, verbose_name='active')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('accepted_health_plans', models.ManyToManyField(blank=True, related_name='services', to='patients.healthplan', verbose_name='accepted health plans')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='services', to='cecilia.clinic', verbose_name='clinic')),
-                ('professionals', models.ManyToManyField(blank=True, related_name='services', to='scheduling.professional', verbose_name='professionals who perform it')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=120, verbose_name="name")),
+                (
+                    "duration_minutes",
+                    models.PositiveSmallIntegerField(
+                        default=30,
+                        validators=[
+                            django.core.validators.MinValueValidator(5),
+                            django.core.validators.MaxValueValidator(720),
+                        ],
+                        verbose_name="duration (minutes)",
+                    ),
+                ),
+                (
+                    "price",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=2,
+                        help_text="Private price. Empty means the price is given by staff.",
+                        max_digits=10,
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(0)],
+                        verbose_name="price (R$)",
+                    ),
+                ),
+                ("accepts_private", models.BooleanField(default=True, verbose_name="accepts private patients")),
+                (
+                    "preparation_instructions",
+                    models.TextField(
+                        blank=True,
+                        help_text="Sent to the patient before the appointment.",
+                        verbose_name="preparation instructions",
+                    ),
+                ),
+                ("active", models.BooleanField(default=True, verbose_name="active")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
+                (
+                    "accepted_health_plans",
+                    models.ManyToManyField(
+                        blank=True,
+                        related_name="services",
+                        to="patients.healthplan",
+                        verbose_name="accepted health plans",
+                    ),
+                ),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="services",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
+                (
+                    "professionals",
+                    models.ManyToManyField(
+                        blank=True,
+                        related_name="services",
+                        to="scheduling.professional",
+                        verbose_name="professionals who perform it",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'service',
-                'verbose_name_plural': 'services',
-                'ordering': ['name'],
+                "verbose_name": "service",
+                "verbose_name_plural": "services",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Appointment',
+            name="Appointment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('start', models.DateTimeField(verbose_name='start')),
-                ('end', models.DateTimeField(verbose_name='end')),
-                ('status', models.CharField(choices=[('scheduled', 'Scheduled'), ('confirmed', 'Confirmed'), ('cancelled', 'Cancelled'), ('completed', 'Completed'), ('no_show', 'No-show')], default='scheduled', max_length=20, verbose_name='status')),
-                ('source', models.CharField(choices=[('whatsapp', 'WhatsApp'), ('admin', 'Admin'), ('api', 'API')], max_length=20, verbose_name='source')),
-                ('notes', models.TextField(blank=True, verbose_name='notes')),
-                ('cancellation_reason', models.CharField(blank=True, max_length=200, verbose_name='cancellation reason')),
-                ('calendar_event_id', models.CharField(blank=True, editable=False, max_length=1024, verbose_name='calendar event id')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('created_by_kind', models.CharField(choices=[('staff', 'Staff'), ('patient', 'Patient'), ('system', 'System')], max_length=10, verbose_name='created by')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='changed at')),
-                ('updated_by_kind', models.CharField(choices=[('staff', 'Staff'), ('patient', 'Patient'), ('system', 'System')], max_length=10, verbose_name='changed by')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='appointments', to='cecilia.clinic', verbose_name='clinic')),
-                ('created_by_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by user')),
-                ('patient', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='appointments', to='patients.patient', verbose_name='patient')),
-                ('updated_by_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='changed by user')),
-                ('professional', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='appointments', to='scheduling.professional', verbose_name='professional')),
-                ('service', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='appointments', to='scheduling.service', verbose_name='service')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("start", models.DateTimeField(verbose_name="start")),
+                ("end", models.DateTimeField(verbose_name="end")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("scheduled", "Scheduled"),
+                            ("confirmed", "Confirmed"),
+                            ("cancelled", "Cancelled"),
+                            ("completed", "Completed"),
+                            ("no_show", "No-show"),
+                        ],
+                        default="scheduled",
+                        max_length=20,
+                        verbose_name="status",
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("whatsapp", "WhatsApp"), ("admin", "Admin"), ("api", "API")],
+                        max_length=20,
+                        verbose_name="source",
+                    ),
+                ),
+                ("notes", models.TextField(blank=True, verbose_name="notes")),
+                (
+                    "cancellation_reason",
+                    models.CharField(blank=True, max_length=200, verbose_name="cancellation reason"),
+                ),
+                (
+                    "calendar_event_id",
+                    models.CharField(blank=True, editable=False, max_length=1024, verbose_name="calendar event id"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                (
+                    "created_by_kind",
+                    models.CharField(
+                        choices=[("staff", "Staff"), ("patient", "Patient"), ("system", "System")],
+                        max_length=10,
+                        verbose_name="created by",
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="changed at")),
+                (
+                    "updated_by_kind",
+                    models.CharField(
+                        choices=[("staff", "Staff"), ("patient", "Patient"), ("system", "System")],
+                        max_length=10,
+                        verbose_name="changed by",
+                    ),
+                ),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="appointments",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
+                (
+                    "created_by_user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="created by user",
+                    ),
+                ),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="appointments",
+                        to="patients.patient",
+                        verbose_name="patient",
+                    ),
+                ),
+                (
+                    "updated_by_user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="changed by user",
+                    ),
+                ),
+                (
+                    "professional",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="appointments",
+                        to="scheduling.professional",
+                        verbose_name="professional",
+                    ),
+                ),
+                (
+                    "service",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="appointments",
+                        to="scheduling.service",
+                        verbose_name="service",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'appointment',
-                'verbose_name_plural': 'appointments',
-                'ordering': ['start'],
+                "verbose_name": "appointment",
+                "verbose_name_plural": "appointments",
+                "ordering": ["start"],
             },
         ),
         migrations.CreateModel(
-            name='TimeOff',
+            name="TimeOff",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('start', models.DateTimeField(verbose_name='from')),
-                ('end', models.DateTimeField(verbose_name='until')),
-                ('reason', models.CharField(blank=True, max_length=120, verbose_name='reason')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='time_off', to='cecilia.clinic', verbose_name='clinic')),
-                ('professional', models.ForeignKey(blank=True, help_text='Empty: the whole clinic is closed.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='time_off', to='scheduling.professional', verbose_name='professional')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("start", models.DateTimeField(verbose_name="from")),
+                ("end", models.DateTimeField(verbose_name="until")),
+                ("reason", models.CharField(blank=True, max_length=120, verbose_name="reason")),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="time_off",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
+                (
+                    "professional",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty: the whole clinic is closed.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="time_off",
+                        to="scheduling.professional",
+                        verbose_name="professional",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'time off',
-                'verbose_name_plural': 'time off',
-                'ordering': ['-start'],
+                "verbose_name": "time off",
+                "verbose_name_plural": "time off",
+                "ordering": ["-start"],
             },
         ),
         migrations.CreateModel(
-            name='WorkingHours',
+            name="WorkingHours",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('weekday', models.PositiveSmallIntegerField(choices=[(0, 'Monday'), (1, 'Tuesday'), (2, 'Wednesday'), (3, 'Thursday'), (4, 'Friday'), (5, 'Saturday'), (6, 'Sunday')], verbose_name='weekday')),
-                ('start', models.TimeField(verbose_name='from')),
-                ('end', models.TimeField(verbose_name='until')),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='cecilia.clinic', verbose_name='clinic')),
-                ('professional', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='working_hours', to='scheduling.professional', verbose_name='professional')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "weekday",
+                    models.PositiveSmallIntegerField(
+                        choices=[
+                            (0, "Monday"),
+                            (1, "Tuesday"),
+                            (2, "Wednesday"),
+                            (3, "Thursday"),
+                            (4, "Friday"),
+                            (5, "Saturday"),
+                            (6, "Sunday"),
+                        ],
+                        verbose_name="weekday",
+                    ),
+                ),
+                ("start", models.TimeField(verbose_name="from")),
+                ("end", models.TimeField(verbose_name="until")),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="cecilia.clinic",
+                        verbose_name="clinic",
+                    ),
+                ),
+                (
+                    "professional",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="working_hours",
+                        to="scheduling.professional",
+                        verbose_name="professional",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'working hours',
-                'verbose_name_plural': 'working hours',
-                'ordering': ['professional', 'weekday', 'start'],
+                "verbose_name": "working hours",
+                "verbose_name_plural": "working hours",
+                "ordering": ["professional", "weekday", "start"],
             },
         ),
         migrations.AddConstraint(
-            model_name='professional',
-            constraint=models.UniqueConstraint(fields=('id', 'clinic'), name='professional_id_clinic_unique'),
+            model_name="professional",
+            constraint=models.UniqueConstraint(fields=("id", "clinic"), name="professional_id_clinic_unique"),
         ),
         migrations.AddConstraint(
-            model_name='professional',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('name'), models.F('clinic'), name='professional_name_unique_per_clinic', violation_error_message='This clinic already has a professional with this name.'),
+            model_name="professional",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("name"),
+                models.F("clinic"),
+                name="professional_name_unique_per_clinic",
+                violation_error_message="This clinic already has a professional with this name.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='professional',
-            constraint=models.CheckConstraint(condition=models.Q(('name', ''), _negated=True), name='professional_name_not_empty'),
+            model_name="professional",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("name", ""), _negated=True), name="professional_name_not_empty"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='service',
-            constraint=models.UniqueConstraint(fields=('id', 'clinic'), name='service_id_clinic_unique'),
+            model_name="service",
+            constraint=models.UniqueConstraint(fields=("id", "clinic"), name="service_id_clinic_unique"),
         ),
         migrations.AddConstraint(
-            model_name='service',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('name'), models.F('clinic'), name='service_name_unique_per_clinic', violation_error_message='This clinic already has a service with this name.'),
+            model_name="service",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("name"),
+                models.F("clinic"),
+                name="service_name_unique_per_clinic",
+                violation_error_message="This clinic already has a service with this name.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='service',
-            constraint=models.CheckConstraint(condition=models.Q(('duration_minutes__gte', 5), ('duration_minutes__lte', 720)), name='service_duration_range', violation_error_message='A service lasts between 5 and 720 minutes.'),
+            model_name="service",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("duration_minutes__gte", 5), ("duration_minutes__lte", 720)),
+                name="service_duration_range",
+                violation_error_message="A service lasts between 5 and 720 minutes.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='service',
-            constraint=models.CheckConstraint(condition=models.Q(('price__isnull', True), ('price__gte', 0), _connector='OR'), name='service_price_not_negative', violation_error_message='The price cannot be negative.'),
+            model_name="service",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("price__isnull", True), ("price__gte", 0), _connector="OR"),
+                name="service_price_not_negative",
+                violation_error_message="The price cannot be negative.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='service',
-            constraint=models.CheckConstraint(condition=models.Q(('name', ''), _negated=True), name='service_name_not_empty'),
+            model_name="service",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("name", ""), _negated=True), name="service_name_not_empty"
+            ),
         ),
         migrations.AddIndex(
-            model_name='appointment',
-            index=models.Index(fields=['clinic', 'start'], name='appointment_clinic_start_idx'),
+            model_name="appointment",
+            index=models.Index(fields=["clinic", "start"], name="appointment_clinic_start_idx"),
         ),
         migrations.AddIndex(
-            model_name='appointment',
-            index=models.Index(fields=['patient', 'start'], name='appointment_patient_start_idx'),
+            model_name="appointment",
+            index=models.Index(fields=["patient", "start"], name="appointment_patient_start_idx"),
         ),
         migrations.AddConstraint(
-            model_name='appointment',
-            constraint=models.CheckConstraint(condition=models.Q(('end__gt', models.F('start'))), name='appointment_end_after_start', violation_error_message='The appointment must end after it starts.'),
+            model_name="appointment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("end__gt", models.F("start"))),
+                name="appointment_end_after_start",
+                violation_error_message="The appointment must end after it starts.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='appointment',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['scheduled', 'confirmed', 'cancelled', 'completed', 'no_show'])), name='appointment_status_valid'),
+            model_name="appointment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["scheduled", "confirmed", "cancelled", "completed", "no_show"])),
+                name="appointment_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='appointment',
-            constraint=models.CheckConstraint(condition=models.Q(('source__in', ['whatsapp', 'admin', 'api'])), name='appointment_source_valid'),
+            model_name="appointment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("source__in", ["whatsapp", "admin", "api"])), name="appointment_source_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='appointment',
-            constraint=models.CheckConstraint(condition=models.Q(('status', 'cancelled'), ('cancellation_reason', ''), _connector='OR'), name='appointment_reason_only_when_cancelled', violation_error_message='Only cancelled appointments have a cancellation reason.'),
+            model_name="appointment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status", "cancelled"), ("cancellation_reason", ""), _connector="OR"),
+                name="appointment_reason_only_when_cancelled",
+                violation_error_message="Only cancelled appointments have a cancellation reason.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='appointment',
-            constraint=models.CheckConstraint(condition=models.Q(('created_by_kind', 'staff'), ('created_by_user__isnull', True), _connector='OR'), name='appointment_created_by_user_is_staff'),
+            model_name="appointment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("created_by_kind", "staff"), ("created_by_user__isnull", True), _connector="OR"),
+                name="appointment_created_by_user_is_staff",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='appointment',
-            constraint=models.CheckConstraint(condition=models.Q(('updated_by_kind', 'staff'), ('updated_by_user__isnull', True), _connector='OR'), name='appointment_updated_by_user_is_staff'),
+            model_name="appointment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("updated_by_kind", "staff"), ("updated_by_user__isnull", True), _connector="OR"),
+                name="appointment_updated_by_user_is_staff",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='appointment',
-            constraint=django.contrib.postgres.constraints.ExclusionConstraint(condition=models.Q(('status', 'cancelled'), _negated=True), expressions=[('professional', '='), (cecilia.constraints.TsTzRange('start', 'end'), '&&')], name='appointment_no_overlap_per_professional', violation_error_message='The professional already has an appointment at this time.'),
+            model_name="appointment",
+            constraint=django.contrib.postgres.constraints.ExclusionConstraint(
+                condition=models.Q(("status", "cancelled"), _negated=True),
+                expressions=[("professional", "="), (cecilia.constraints.TsTzRange("start", "end"), "&&")],
+                name="appointment_no_overlap_per_professional",
+                violation_error_message="The professional already has an appointment at this time.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='appointment',
-            constraint=django.contrib.postgres.constraints.ExclusionConstraint(condition=models.Q(('status', 'cancelled'), _negated=True), expressions=[('patient', '='), (cecilia.constraints.TsTzRange('start', 'end'), '&&')], name='appointment_no_overlap_per_patient', violation_error_message='The patient already has another appointment at this time.'),
+            model_name="appointment",
+            constraint=django.contrib.postgres.constraints.ExclusionConstraint(
+                condition=models.Q(("status", "cancelled"), _negated=True),
+                expressions=[("patient", "="), (cecilia.constraints.TsTzRange("start", "end"), "&&")],
+                name="appointment_no_overlap_per_patient",
+                violation_error_message="The patient already has another appointment at this time.",
+            ),
         ),
         migrations.AddIndex(
-            model_name='timeoff',
-            index=models.Index(fields=['clinic', 'end'], name='time_off_clinic_end_idx'),
+            model_name="timeoff",
+            index=models.Index(fields=["clinic", "end"], name="time_off_clinic_end_idx"),
         ),
         migrations.AddConstraint(
-            model_name='timeoff',
-            constraint=models.CheckConstraint(condition=models.Q(('end__gt', models.F('start'))), name='time_off_end_after_start', violation_error_message='The end must be after the start.'),
+            model_name="timeoff",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("end__gt", models.F("start"))),
+                name="time_off_end_after_start",
+                violation_error_message="The end must be after the start.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='workinghours',
-            constraint=models.CheckConstraint(condition=models.Q(('weekday__gte', 0), ('weekday__lte', 6)), name='working_hours_weekday_valid'),
+            model_name="workinghours",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("weekday__gte", 0), ("weekday__lte", 6)), name="working_hours_weekday_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='workinghours',
-            constraint=models.CheckConstraint(condition=models.Q(('end__gt', models.F('start'))), name='working_hours_end_after_start', violation_error_message='The end must be after the start.'),
+            model_name="workinghours",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("end__gt", models.F("start"))),
+                name="working_hours_end_after_start",
+                violation_error_message="The end must be after the start.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='workinghours',
-            constraint=django.contrib.postgres.constraints.ExclusionConstraint(expressions=[('professional', '='), ('weekday', '='), (cecilia.constraints.TimeOfDayRange('start', 'end'), '&&')], name='working_hours_no_overlap', violation_error_message='These hours overlap other hours of the same professional and day.'),
+            model_name="workinghours",
+            constraint=django.contrib.postgres.constraints.ExclusionConstraint(
+                expressions=[
+                    ("professional", "="),
+                    ("weekday", "="),
+                    (cecilia.constraints.TimeOfDayRange("start", "end"), "&&"),
+                ],
+                name="working_hours_no_overlap",
+                violation_error_message="These hours overlap other hours of the same professional and day.",
+            ),
         ),
     ]

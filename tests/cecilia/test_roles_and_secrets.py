@@ -107,3 +107,14 @@ def _form_data(context):
                 if value is not None and not isinstance(value, bool):
                     data[f"{form.prefix}-{name}"] = str(getattr(value, "pk", value))
     return data
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_role_groups_come_back_with_all_their_permissions_after_a_flush():
+    from django.core.management import call_command
+
+    before = set(Group.objects.get(name=MANAGEMENT_GROUP).permissions.values_list("codename", flat=True))
+    call_command("flush", interactive=False, verbosity=0)
+    after = set(Group.objects.get(name=MANAGEMENT_GROUP).permissions.values_list("codename", flat=True))
+    assert after == before
+    assert "view_inboundevent" in after  # a permission of the last app to migrate
