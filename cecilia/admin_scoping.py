@@ -52,8 +52,19 @@ def _single_clinic(request: HttpRequest) -> bool:
     return ids is not None and len(ids) <= 1
 
 
-class ScopedRelatedFilter(admin.RelatedOnlyFieldListFilter):
-    """Offers only related rows used by the (already scoped) changelist, never another clinic's names."""
+class ScopedRelatedFilter(admin.RelatedFieldListFilter):
+    """Offers the related rows of the user's own clinics only, never another clinic's names.
+
+    Scopes the related table directly (a small table) instead of Django's RelatedOnlyFieldListFilter, which scans
+    every row of the list for the ids in use — 50,000 appointments for a busy clinic (see bench/admin).
+    """
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> Any:
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        queryset = scope_queryset(field.related_model._default_manager.all(), request)
+        if ordering:
+            queryset = queryset.order_by(*ordering)
+        return [(obj.pk, str(obj)) for obj in queryset]
 
 
 def yes_no_filter(field: str, title: str, yes: str, no: str) -> type[admin.SimpleListFilter]:
@@ -95,6 +106,9 @@ class ClinicScopedAdmin(_ScopedFormFieldsMixin, admin.ModelAdmin):
     """Base admin for clinic-owned models. `clinic_lookup` is the ORM path to the clinic when it is not `clinic`."""
 
     clinic_lookup: str | None = None
+    # Django counts the whole unfiltered list again on every filtered page; on a clinic's 50,000 appointments that is
+    # a second full count per page view for a number nobody reads.
+    show_full_result_count = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return scope_queryset(super().get_queryset(request), request, self.clinic_lookup)

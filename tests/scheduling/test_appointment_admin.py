@@ -101,3 +101,20 @@ def test_a_cancelled_appointment_can_be_recorded_over_a_busy_slot(client, setup)
     response = _post(client, setup, status="cancelled", cancellation_reason="Desistiu")
     assert response.status_code == 302
     assert Appointment.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_the_agenda_list_opens_on_what_is_still_to_come(client, setup):
+    past = factories.appointment(
+        patient=setup["patient"],
+        professional=setup["pro"],
+        service=setup["svc"],
+        start=setup["start"] - datetime.timedelta(days=30),
+    )
+    upcoming = factories.appointment(
+        patient=setup["patient"], professional=setup["pro"], service=setup["svc"], start=setup["start"]
+    )
+    url = reverse("admin:scheduling_appointment_changelist")
+    assert list(client.get(url).context["cl"].result_list) == [upcoming]
+    assert list(client.get(url, {"period": "past"}).context["cl"].result_list) == [past]
+    assert list(client.get(url, {"period": "all"}).context["cl"].result_list) == [past, upcoming]
