@@ -17,7 +17,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 # A `.env` beside manage.py (or the file ENV_FILE names) is read when present; real environment variables win.
-env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
+_env_file = Path(env.str("ENV_FILE", default=str(BASE_DIR / ".env")))
+if _env_file.is_file():
+    env.read_env(_env_file, overwrite=False)
 
 DEBUG: bool = env.bool("DEBUG", default=False)
 
