@@ -284,7 +284,19 @@ def run_config(environ: dict[str, str]) -> RunConfig:
 def process_commands(python: str, config: RunConfig) -> dict[str, list[str]]:
     """The three long-running processes, by name, in start order."""
     return {
-        "web": [python, "-m", "daphne", "-b", config.host, "-p", str(config.port), "cecilia.asgi:application"],
+        # -v 0: daphne's own access log prints paths unmasked; cecilia.access logs each request, masked.
+        "web": [
+            python,
+            "-m",
+            "daphne",
+            "-v",
+            "0",
+            "-b",
+            config.host,
+            "-p",
+            str(config.port),
+            "cecilia.asgi:application",
+        ],
         # Two pool processes for a two-core laptop; gossip and mingle only matter between several workers, and
         # mingle alone adds a second to every start.
         "worker": [
