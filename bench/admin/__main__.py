@@ -156,10 +156,10 @@ def _scenarios(data: Any) -> list[Scenario]:
         Scenario("patients", patients, Patient, PAGE_SIZES),
         Scenario(f"patients ?q={PATIENT_SEARCH}", f"{patients}?q={PATIENT_SEARCH}", Patient, PAGE_SIZES),
         Scenario(f"patients ?q={PHONE_SEARCH}", f"{patients}?q={PHONE_SEARCH}", Patient, PAGE_SIZES),
-        Scenario("appointments", appointments, Appointment, PAGE_SIZES),
+        Scenario("appointments (from today, the default)", appointments, Appointment, PAGE_SIZES),
         Scenario(
             f"appointments, 1 professional, {month:02d}/{year}",
-            f"{appointments}?professional__id__exact={professional.pk}&start__year={year}&start__month={month}",
+            f"{appointments}?period=all&professional__id__exact={professional.pk}&start__year={year}&start__month={month}",
             Appointment,
             PAGE_SIZES,
         ),
