@@ -14,6 +14,19 @@ from conversations.models import Conversation, InboundEvent, Message
 from patients.admin import register_patient_inline
 
 
+class ReadOnlyAdminMixin:
+    """Records of what happened: staff read them; only Cecilia writes them (through the same services)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class MessageInline(ClinicScopedTabularInline):
     """The transcript, oldest first. Messages are records: staff answer through the outbound path, not here."""
 
@@ -45,38 +58,20 @@ class ConversationAdmin(ClinicScopedAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(ClinicScopedAdmin):
+class MessageAdmin(ReadOnlyAdminMixin, ClinicScopedAdmin):
     list_display = ("created_at", "conversation", "direction", "author", "kind", "status")
     list_filter = ("direction", "status", "kind", "author", "clinic")
     list_select_related = ("conversation__patient",)
     search_fields = ("conversation__patient__full_name", "conversation__patient__phone", "provider_message_id")
     date_hierarchy = "created_at"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(InboundEvent)
-class InboundEventAdmin(ClinicScopedAdmin):
+class InboundEventAdmin(ReadOnlyAdminMixin, ClinicScopedAdmin):
     list_display = ("received_at", "provider", "event_type", "processed_at", "attempts", "has_error")
     list_filter = ("provider", "event_type", ("processed_at", admin.EmptyFieldListFilter), "clinic")
     date_hierarchy = "received_at"
     search_fields = ("event_type", "dedupe_key")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description=_("error"), boolean=True)
     def has_error(self, obj: InboundEvent) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
 from cecilia.api import ServiceUnavailable, api_error
-from cecilia.observability.logging import JsonFormatter
+from tests.logs import default_handler_output
 
 
 # --- A tiny API, routed by this module (pytest.mark.urls) ---------------------------------------------------------
@@ -161,15 +160,8 @@ def client() -> Client:
 @pytest.fixture
 def log_stream() -> Iterator[io.StringIO]:
     """What the configured "default" handler writes during the test, in JSON."""
-    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "default")
-    stream = io.StringIO()
-    previous_stream, previous_formatter = handler.setStream(stream), handler.formatter
-    handler.setFormatter(JsonFormatter())
-    try:
+    with default_handler_output() as stream:
         yield stream
-    finally:
-        handler.setStream(previous_stream)
-        handler.setFormatter(previous_formatter)
 
 
 def _post_json(client: Client, url: str, body: str) -> Any:

@@ -28,7 +28,7 @@ from kombu import Connection
 from cecilia.celery import app as celery_app
 from cecilia.observability.celery import HEADER
 from cecilia.observability.context import correlation_scope, get_correlation_id
-from cecilia.observability.logging import JsonFormatter
+from tests.logs import default_handler_output
 
 logger = logging.getLogger("tests.correlation")
 HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -75,17 +75,12 @@ class Captured:
 @pytest.fixture
 def captured() -> Iterator[Captured]:
     """Point the configured "default" handler at a buffer, in JSON, for the test."""
-    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "default")
-    stream = io.StringIO()
-    previous_stream, previous_formatter = handler.setStream(stream), handler.formatter
-    handler.setFormatter(JsonFormatter())
     access = logging.getLogger("cecilia.access")
     access.setLevel(logging.INFO)  # whatever LOG_LEVEL says
     try:
-        yield Captured(stream)
+        with default_handler_output() as stream:
+            yield Captured(stream)
     finally:
-        handler.setStream(previous_stream)
-        handler.setFormatter(previous_formatter)
         access.setLevel(logging.NOTSET)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from cecilia.observability.logging import JsonFormatter
+from tests.logs import default_handler_output
 
 
 def _closed_port() -> int:
@@ -26,15 +25,8 @@ def _closed_port() -> int:
 @pytest.fixture
 def health_log() -> Iterator[io.StringIO]:
     """What the configured "default" handler writes for the health module during the test, in JSON."""
-    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "default")
-    stream = io.StringIO()
-    previous_stream, previous_formatter = handler.setStream(stream), handler.formatter
-    handler.setFormatter(JsonFormatter())
-    try:
+    with default_handler_output() as stream:
         yield stream
-    finally:
-        handler.setStream(previous_stream)
-        handler.setFormatter(previous_formatter)
 
 
 def _health_lines(stream: io.StringIO) -> list[dict[str, Any]]:

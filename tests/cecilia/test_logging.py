@@ -27,6 +27,7 @@ from cecilia.observability.logging import (
     SensitiveDataFilter,
     mask_text,
 )
+from tests.logs import default_handler_output
 
 logger = logging.getLogger("tests.observability")
 
@@ -48,16 +49,11 @@ class Captured:
 @pytest.fixture
 def captured() -> Iterator[Captured]:
     """Point the configured "default" handler at a buffer (JSON format, whatever LOG_FORMAT says) for the test."""
-    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "default")
-    stream = io.StringIO()
-    previous_stream, previous_formatter = handler.setStream(stream), handler.formatter
-    handler.setFormatter(JsonFormatter())
     logger.setLevel(logging.DEBUG)
     try:
-        yield Captured(stream)
+        with default_handler_output() as stream:
+            yield Captured(stream)
     finally:
-        handler.setStream(previous_stream)
-        handler.setFormatter(previous_formatter)
         logger.setLevel(logging.NOTSET)
 
 
