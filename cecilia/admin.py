@@ -128,6 +128,23 @@ class ClinicAdmin(ClinicScopedAdmin):
         return self.inlines
 
 
+@admin.register(BusinessHours)
+class BusinessHoursAdmin(ClinicScopedAdmin):
+    list_display = ("clinic", "weekday", "start", "end")
+    list_filter = ("weekday", "clinic")
+    list_select_related = ("clinic",)
+    search_fields = ("clinic__name",)
+
+
+@admin.register(ClosedDate)
+class ClosedDateAdmin(ClinicScopedAdmin):
+    list_display = ("date", "reason", "clinic")
+    list_filter = ("clinic",)
+    list_select_related = ("clinic",)
+    search_fields = ("reason",)
+    date_hierarchy = "date"
+
+
 @admin.register(StaffMembership)
 class StaffMembershipAdmin(ClinicScopedAdmin):
     list_display = ("user", "clinic", "role", "created_at")

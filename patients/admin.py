@@ -96,3 +96,12 @@ class HealthPlanAdmin(ClinicScopedAdmin):
     list_filter = ("active", "clinic")
     list_select_related = ("clinic",)
     search_fields = ("name",)
+
+
+@admin.register(PatientGuardian)
+class PatientGuardianAdmin(ClinicScopedAdmin):
+    list_display = ("guardian", "dependent", "relationship")
+    list_filter = ("relationship", "clinic")
+    list_select_related = ("guardian", "dependent")
+    search_fields = ("guardian__full_name", "dependent__full_name", "guardian__phone")
+    autocomplete_fields = ("guardian", "dependent")
