@@ -20,7 +20,7 @@ admin.site.site_header = _("Cecilia — Front desk")
 admin.site.site_title = _("Cecilia — Front desk")
 admin.site.index_title = _("Back-office")
 
-SECRET_FIELDS = ("whatsapp_api_key", "whatsapp_webhook_secret")
+SECRET_FIELDS = ("whatsapp_api_key", "whatsapp_webhook_secret", "whatsapp_verify_token")
 
 
 def describe_secret(value: str) -> str:
@@ -41,10 +41,15 @@ class ClinicAdminForm(forms.ModelForm):
     whatsapp_webhook_secret = forms.CharField(
         label=_("webhook secret"), required=False, strip=True, widget=forms.PasswordInput(render_value=False)
     )
+    whatsapp_verify_token = forms.CharField(
+        label=_("verify token"), required=False, strip=True, widget=forms.PasswordInput(render_value=False)
+    )
     # Typed without a scheme, a clinic's address means https (Django 6's default, chosen now).
     website = forms.URLField(label=_("website"), required=False, assume_scheme="https")
     whatsapp_api_url = forms.URLField(label=_("API base URL"), required=False, assume_scheme="https")
-    clear_secrets = forms.BooleanField(label=_("Erase the stored API key and webhook secret"), required=False)
+    clear_secrets = forms.BooleanField(
+        label=_("Erase the stored API key, webhook secret and verify token"), required=False
+    )
 
     class Meta:
         model = Clinic
@@ -94,6 +99,7 @@ class ClinicAdmin(ClinicScopedAdmin):
     search_fields = ("name", "slug", "city")
     prepopulated_fields = {"slug": ("name",)}
     inlines = (BusinessHoursInline, ClosedDateInline, StaffMembershipInline)
+    readonly_fields = ("channel_state", "channel_state_since", "channel_phone")
     fieldsets = (
         (None, {"fields": ("name", "slug", "timezone")}),
         (_("Contact"), {"fields": ("address", "city", "state", "phone", "email", "website")}),
@@ -106,7 +112,11 @@ class ClinicAdmin(ClinicScopedAdmin):
                     "whatsapp_api_url",
                     "whatsapp_api_key",
                     "whatsapp_webhook_secret",
+                    "whatsapp_verify_token",
                     "clear_secrets",
+                    "channel_state",
+                    "channel_state_since",
+                    "channel_phone",
                 )
             },
         ),

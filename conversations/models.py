@@ -109,6 +109,7 @@ class MessageStatus(models.TextChoices):
     SENT = "sent", _("Sent")
     DELIVERED = "delivered", _("Delivered")
     READ = "read", _("Read")
+    PLAYED = "played", _("Listened")
     FAILED = "failed", _("Failed")
 
 
@@ -190,6 +191,31 @@ class Message(ClinicOwnedModel):
     def __str__(self) -> str:
         when = date_format(timezone.localtime(self.created_at), "SHORT_DATETIME_FORMAT") if self.created_at else ""
         return f"{self.get_direction_display()} · {self.get_kind_display()} · {when}"
+
+
+class StatusReceipt(models.Model):
+    """A delivery status reported by the provider, kept even when it arrives before the message it describes.
+
+    Providers do not guarantee order: a "read" can overtake the send's own response or the inbound message. Each
+    receipt is stored once (a redelivery is a no-op) and applied to its message as soon as both exist.
+    """
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+", verbose_name=_("clinic"))
+    provider_message_id = models.CharField(_("provider message id"), max_length=128)
+    status = models.CharField(_("status"), max_length=10)
+    error = models.TextField(_("error"), blank=True)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("delivery receipt")
+        verbose_name_plural = _("delivery receipts")
+        constraints = [
+            models.UniqueConstraint(fields=["clinic", "provider_message_id", "status"], name="status_receipt_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status} · {self.provider_message_id}"
 
 
 class WebhookProvider(models.TextChoices):

@@ -1,0 +1,292 @@
+"""Writes about conversations: what arrives from WhatsApp, and what happened to what we sent.
+
+Every function here is idempotent on the provider's ids, because providers redeliver: a webhook delivered three
+times, or a task run twice after a worker crash, has one effect (Invariant 1).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from cecilia.models import ChannelState, Clinic
+from conversations.models import (
+    Conversation,
+    ConversationOwner,
+    InboundEvent,
+    Message,
+    MessageAuthor,
+    MessageDirection,
+    MessageStatus,
+    StatusReceipt,
+)
+from integrations.whatsapp.base import (
+    ConnectionUpdate,
+    DeliveryStatus,
+    InboundMessage,
+    Kind,
+    MalformedPayload,
+    QrCodeUpdate,
+    StatusUpdate,
+)
+from patients.services import patient_for_chat
+
+logger = logging.getLogger(__name__)
+
+# How far along a sent message is; a late or repeated receipt never moves it back ("delivered" after "read").
+_PROGRESS = {
+    MessageStatus.QUEUED: 0,
+    MessageStatus.SENT: 1,
+    MessageStatus.DELIVERED: 2,
+    MessageStatus.READ: 3,
+    MessageStatus.PLAYED: 4,
+}
+_RECEIPT_STATUS = {
+    DeliveryStatus.SENT: MessageStatus.SENT,
+    DeliveryStatus.DELIVERED: MessageStatus.DELIVERED,
+    DeliveryStatus.READ: MessageStatus.READ,
+    DeliveryStatus.PLAYED: MessageStatus.PLAYED,
+    DeliveryStatus.FAILED: MessageStatus.FAILED,
+}
+
+
+def inbound_event_store(
+    *, clinic: Clinic, provider: str, event_type: str, dedupe_key: str, payload: Any
+) -> InboundEvent | None:
+    """Keep a verified webhook body as received. None when the same event was already stored (a redelivery)."""
+    try:
+        with transaction.atomic():
+            return InboundEvent.objects.create(
+                clinic=clinic,
+                provider=provider,
+                event_type=event_type[:60],
+                dedupe_key=dedupe_key[:255],
+                payload=payload,
+            )
+    except IntegrityError:
+        if (
+            dedupe_key
+            and InboundEvent.objects.filter(clinic=clinic, provider=provider, dedupe_key=dedupe_key[:255]).exists()
+        ):
+            return None
+        raise
+
+
+@transaction.atomic
+def message_receive(*, clinic: Clinic, inbound: InboundMessage) -> Message | None:
+    """Record one message of a patient's chat. None when it is already recorded (redelivery, or our own echo).
+
+    Messages typed on the clinic's phone (`from_me`) are staff messages and hand the conversation to staff: the
+    assistant must not talk over a receptionist.
+    """
+    if Message.objects.filter(clinic=clinic, provider_message_id=inbound.provider_message_id).exists():
+        return None
+    whatsapp_id = inbound.lid or inbound.chat_id
+    patient = patient_for_chat(
+        clinic=clinic,
+        phone=inbound.phone,
+        whatsapp_id=whatsapp_id,
+        whatsapp_name="" if inbound.from_me else inbound.sender_name,
+    )
+    conversation = _conversation_for(clinic, patient)
+    sent_at = inbound.timestamp or timezone.now()
+    fields = {
+        "conversation": conversation,
+        "kind": str(inbound.kind),
+        "text": _text_of(inbound),
+        "media_mime_type": inbound.media.mime_type[:100] if inbound.media else "",
+    }
+    if inbound.from_me:
+        fields |= {
+            "direction": MessageDirection.OUTBOUND,
+            "author": MessageAuthor.STAFF,
+            "status": MessageStatus.SENT,
+            "sent_at": sent_at,
+        }
+    else:
+        fields |= {
+            "direction": MessageDirection.INBOUND,
+            "author": MessageAuthor.PATIENT,
+            "status": MessageStatus.RECEIVED,
+        }
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(clinic=clinic, provider_message_id=inbound.provider_message_id, **fields)
+    except IntegrityError:
+        return None  # a concurrent delivery of the same message got there first
+    _conversation_touch(conversation, inbound=not inbound.from_me, at=sent_at, staff_took_over=inbound.from_me)
+    receipts_apply(clinic=clinic, provider_message_id=inbound.provider_message_id)
+    return message
+
+
+def _text_of(inbound: InboundMessage) -> str:
+    if inbound.kind == Kind.REACTION:
+        return inbound.text  # the emoji; "" when the patient removed the reaction
+    if inbound.location is not None and not inbound.text:
+        loc = inbound.location
+        return " — ".join(filter(None, [loc.name, loc.address, f"{loc.latitude:.6f}, {loc.longitude:.6f}"]))
+    if inbound.contacts and not inbound.text:
+        return ", ".join(inbound.contacts)
+    if inbound.selected_option_id:
+        # Staff see what the patient picked and its id (the id is what flows key on).
+        return f"{inbound.text} [{inbound.selected_option_id}]".strip()
+    return inbound.text
+
+
+def _conversation_for(clinic: Clinic, patient: Any) -> Conversation:
+    conversation = Conversation.objects.filter(clinic=clinic, patient=patient).select_for_update().first()
+    if conversation is not None:
+        return conversation
+    try:
+        with transaction.atomic():
+            return Conversation.objects.create(clinic=clinic, patient=patient)
+    except IntegrityError:
+        return Conversation.objects.select_for_update().get(clinic=clinic, patient=patient)
+
+
+def _conversation_touch(
+    conversation: Conversation, *, inbound: bool, at: datetime.datetime, staff_took_over: bool
+) -> None:
+    changed = []
+    if inbound and (conversation.last_inbound_at is None or at > conversation.last_inbound_at):
+        conversation.last_inbound_at = at
+        changed.append("last_inbound_at")
+    if not inbound and (conversation.last_outbound_at is None or at > conversation.last_outbound_at):
+        conversation.last_outbound_at = at
+        changed.append("last_outbound_at")
+    if staff_took_over and conversation.owner != ConversationOwner.HUMAN:
+        conversation.owner = ConversationOwner.HUMAN
+        changed.append("owner")
+    if changed:
+        conversation.save(update_fields=[*changed, "updated_at"])
+
+
+@transaction.atomic
+def status_update_record(*, clinic: Clinic, update: StatusUpdate) -> None:
+    """Keep a delivery receipt and apply it to its message, now or when the message shows up."""
+    status = _RECEIPT_STATUS.get(update.status)
+    if status is None:
+        return  # "deleted" and the like: nothing staff act on yet
+    StatusReceipt.objects.bulk_create(
+        [
+            StatusReceipt(
+                clinic=clinic,
+                provider_message_id=update.provider_message_id,
+                status=status,
+                error=update.error[:2000],
+                occurred_at=update.timestamp or timezone.now(),
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    receipts_apply(clinic=clinic, provider_message_id=update.provider_message_id)
+
+
+def receipts_apply(*, clinic: Clinic, provider_message_id: str) -> None:
+    """Move an outbound message forward by every receipt stored for it; never backwards."""
+    message = (
+        Message.objects.select_for_update()
+        .filter(clinic=clinic, provider_message_id=provider_message_id, direction=MessageDirection.OUTBOUND)
+        .first()
+    )
+    if message is None:
+        return
+    receipts = StatusReceipt.objects.filter(clinic=clinic, provider_message_id=provider_message_id)
+    changed: set[str] = set()
+    for receipt in receipts.order_by("occurred_at"):
+        changed |= _apply_receipt(message, receipt)
+    if changed:
+        message.save(update_fields=sorted(changed))
+
+
+def _apply_receipt(message: Message, receipt: StatusReceipt) -> set[str]:
+    status = MessageStatus(receipt.status)
+    if status == MessageStatus.FAILED:
+        if message.status in (MessageStatus.QUEUED, MessageStatus.SENT):
+            message.status = MessageStatus.FAILED
+            message.error = receipt.error or "WhatsApp não entregou a mensagem."
+            message.failed_at = receipt.occurred_at
+            return {"status", "error", "failed_at"}
+        return set()
+    stamps = {
+        MessageStatus.SENT: "sent_at",
+        MessageStatus.DELIVERED: "delivered_at",
+        MessageStatus.READ: "read_at",
+        MessageStatus.PLAYED: "read_at",
+    }
+    changed = set()
+    stamp = stamps[status]
+    if getattr(message, stamp) is None:
+        setattr(message, stamp, receipt.occurred_at)
+        changed.add(stamp)
+    if message.status in _PROGRESS and _PROGRESS[status] > _PROGRESS[MessageStatus(message.status)]:
+        message.status = status
+        changed.add("status")
+    return changed
+
+
+def channel_state_record(*, clinic: Clinic, update: ConnectionUpdate | QrCodeUpdate) -> None:
+    """Remember what the provider says about the clinic's connection (staff are alerted when it stays down)."""
+    state = ChannelState.CONNECTING if isinstance(update, QrCodeUpdate) else ChannelState(str(update.state))
+    fields: dict[str, Any] = {}
+    if clinic.channel_state != state:
+        fields |= {"channel_state": state, "channel_state_since": timezone.now()}
+    if isinstance(update, ConnectionUpdate) and update.phone and update.phone != clinic.channel_phone:
+        fields["channel_phone"] = update.phone[:20]
+    if fields:
+        Clinic.objects.filter(pk=clinic.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(clinic, name, value)
+
+
+def pending_events(*, older_than: datetime.timedelta) -> Any:
+    """Stored events nobody processed (their enqueue was lost to a Redis outage or a crash)."""
+    cutoff = timezone.now() - older_than
+    return InboundEvent.objects.filter(Q(processed_at__isnull=True), received_at__lt=cutoff, attempts__lt=10)
+
+
+def inbound_event_process(*, event_id: int) -> None:
+    """Turn one stored webhook into messages, receipts and channel state. Safe to run twice, or concurrently.
+
+    The row lock makes a second worker skip an event being processed; `processed_at` makes a rerun a no-op; every
+    write below is idempotent on provider ids, so a crash halfway and a rerun still leave one of everything.
+    """
+    from conversations.channel import channel_provider
+
+    with transaction.atomic():
+        event = (
+            InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("clinic")
+            .filter(pk=event_id, processed_at__isnull=True)
+            .first()
+        )
+        if event is None:
+            return
+        event.attempts += 1
+        try:
+            parsed = channel_provider(event.clinic).parse_webhook(event.payload)
+        except MalformedPayload as exc:
+            # Checked at the door already; a parser change could still refuse an old row. Keep it for staff.
+            event.error = f"malformed: {exc}"[:2000]
+            event.processed_at = timezone.now()
+            event.save(update_fields=["attempts", "error", "processed_at"])
+            return
+        for item in parsed:
+            _dispatch(event.clinic, item)
+        event.processed_at = timezone.now()
+        event.error = ""
+        event.save(update_fields=["attempts", "error", "processed_at"])
+
+
+def _dispatch(clinic: Clinic, item: Any) -> None:
+    if isinstance(item, InboundMessage):
+        message_receive(clinic=clinic, inbound=item)
+    elif isinstance(item, StatusUpdate):
+        status_update_record(clinic=clinic, update=item)
+    elif isinstance(item, ConnectionUpdate | QrCodeUpdate):
+        channel_state_record(clinic=clinic, update=item)

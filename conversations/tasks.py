@@ -1,0 +1,39 @@
+"""Celery tasks of conversations: thin, take ids, call one service."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from celery import shared_task
+
+from conversations import services
+
+logger = logging.getLogger(__name__)
+
+# A stored event not processed after this long lost its task (Redis outage, crash between commit and publish).
+RELAY_AFTER = datetime.timedelta(minutes=1)
+
+
+@shared_task(acks_late=True, max_retries=5, default_retry_delay=10)
+def inbound_event_process(event_id: int) -> None:
+    services.inbound_event_process(event_id=event_id)
+
+
+def inbound_event_enqueue(event_id: int) -> None:
+    """Publish the processing task; a broker outage is logged, not raised — the relay publishes it later."""
+    try:
+        inbound_event_process.delay(event_id)
+    except Exception:  # kombu raises many kinds; the event is safe in PostgreSQL either way
+        logger.warning("Inbound event %s stored but not enqueued; the relay will retry", event_id, exc_info=True)
+
+
+@shared_task(acks_late=True)
+def inbound_events_relay() -> int:
+    """Periodic (beat): enqueue stored events whose processing task was lost. Returns how many were enqueued."""
+    ids = list(
+        services.pending_events(older_than=RELAY_AFTER).order_by("received_at").values_list("pk", flat=True)[:500]
+    )
+    for event_id in ids:
+        inbound_event_process.delay(event_id)
+    return len(ids)

@@ -1,0 +1,209 @@
+"""WhatsApp webhook endpoints: verify, store, enqueue, answer fast. Parsing for real happens in a task.
+
+Answers, so each provider does the right thing:
+* 200 — stored (or a redelivery of something stored), or acknowledged and ignored (groups, stories, unused events).
+* 400 — not JSON, or a verified body missing what its event needs: the provider must not retry it.
+* 401 — the clinic's secret does not match; nothing is stored or enqueued.
+* 404 — no clinic has this instance / phone number id.
+* 413 — larger than WHATSAPP_WEBHOOK_MAX_BYTES.
+* 503 — our own database is unavailable: the provider retries later. (Redis down is not an error here: the event
+  is stored, and the relay enqueues it once Redis is back.)
+Error bodies are `{code, message, details, correlation_id}` (cecilia.api).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.http import HttpResponse
+from django.utils.translation import gettext_lazy as _
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cecilia.api import api_error
+from cecilia.models import Clinic, WhatsAppProvider
+from conversations.channel import channel_provider, clinic_for_instance
+from conversations.services import inbound_event_store
+from conversations.tasks import inbound_event_enqueue
+from integrations.whatsapp.base import Ignored, MalformedPayload
+
+logger = logging.getLogger(__name__)
+
+
+class _Rejected(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _read_json(request: Request) -> tuple[bytes, Any]:
+    limit = settings.WHATSAPP_WEBHOOK_MAX_BYTES
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    # Read the stream ourselves: the raw bytes are what Meta signs, and Django's own body limit (made for forms)
+    # would turn a large media webhook into a 400.
+    raw = request._request.read(limit + 1) if declared <= limit else b""
+    if declared > limit or len(raw) > limit:
+        raise _Rejected(
+            api_error(
+                "payload_too_large",
+                _("The webhook body is too large."),
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                {"max_bytes": limit},
+            )
+        )
+    try:
+        return raw, json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _Rejected(
+            api_error(
+                "parse_error",
+                _("The webhook body is not valid JSON."),
+                status.HTTP_400_BAD_REQUEST,
+                {"error": str(exc)[:200]},
+            )
+        ) from None
+
+
+class WhatsAppWebhook(APIView):
+    """Base for one provider's webhook. Subclasses say how to find the clinic(s) a body is for."""
+
+    authentication_classes: list = []  # providers authenticate with the clinic's secret, checked below
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+    provider: str = ""
+
+    def instances(self, payload: Any) -> list[str]:
+        raise NotImplementedError
+
+    def post(self, request: Request, suffix: str = "") -> Response:
+        try:
+            raw, payload = _read_json(request)
+            names = self.instances(payload)
+            clinics = [self._clinic(name) for name in names]
+            results = [self._accept(clinic, raw, request.headers, payload) for clinic in clinics]
+        except _Rejected as rejected:
+            return rejected.response
+        except DatabaseError:
+            logger.exception("Webhook not stored: database unavailable", extra={"provider": self.provider})
+            return api_error(
+                "service_unavailable",
+                _("Temporarily unavailable, retry later."),
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                {"retry_after": 30},
+            )
+        return Response({"status": "ok", "results": results})
+
+    def _clinic(self, instance: str) -> Clinic:
+        clinic = clinic_for_instance(self.provider, instance)
+        if clinic is None:
+            raise _Rejected(
+                api_error("unknown_instance", _("No clinic uses this WhatsApp channel."), status.HTTP_404_NOT_FOUND)
+            )
+        return clinic
+
+    def _accept(self, clinic: Clinic, raw: bytes, headers: Any, payload: Any) -> str:
+        provider = channel_provider(clinic)
+        if not provider.verify_webhook(raw, headers, payload):
+            logger.warning(
+                "Webhook refused: bad credentials", extra={"clinic_id": clinic.pk, "provider": self.provider}
+            )
+            raise _Rejected(
+                api_error(
+                    "not_authenticated", _("Webhook credentials are missing or wrong."), status.HTTP_401_UNAUTHORIZED
+                )
+            )
+        try:
+            events = provider.parse_webhook(payload)
+        except MalformedPayload as exc:
+            raise _Rejected(
+                api_error("malformed_payload", str(exc), status.HTTP_400_BAD_REQUEST, exc.details)
+            ) from None
+        if all(isinstance(event, Ignored) for event in events):
+            # Group chats, stories, newsletters and events Cecilia does not use: acknowledged, never stored (they
+            # carry other people's data and nothing to do).
+            return "ignored"
+        with transaction.atomic():
+            stored = inbound_event_store(
+                clinic=clinic,
+                provider=self.provider,
+                event_type=_event_type(payload),
+                dedupe_key=provider.event_identity(payload),
+                payload=payload,
+            )
+            if stored is None:
+                return "duplicate"
+            transaction.on_commit(lambda: inbound_event_enqueue(stored.pk))
+        return "stored"
+
+
+def _event_type(payload: Any) -> str:
+    if isinstance(payload, dict):
+        if "event" in payload:
+            return str(payload["event"])
+        if payload.get("object") == "whatsapp_business_account":
+            return "meta.batch"
+    return "unknown"
+
+
+class EvolutionWebhook(WhatsAppWebhook):
+    """`/webhooks/whatsapp/evolution/` and Evolution's by-events URLs (`…/evolution/messages-upsert`)."""
+
+    provider = WhatsAppProvider.EVOLUTION
+
+    def instances(self, payload: Any) -> list[str]:
+        instance = payload.get("instance") if isinstance(payload, dict) else None
+        if not isinstance(instance, str) or not instance:
+            raise _Rejected(
+                api_error(
+                    "malformed_payload",
+                    _("The body names no Evolution instance."),
+                    status.HTTP_400_BAD_REQUEST,
+                    {"field": "instance"},
+                )
+            )
+        return [instance]
+
+
+class MetaWebhook(WhatsAppWebhook):
+    """`/webhooks/whatsapp/meta/`: the GET verification handshake and signed POSTs (batches per phone number)."""
+
+    provider = WhatsAppProvider.META
+
+    def instances(self, payload: Any) -> list[str]:
+        try:
+            ids = {
+                str(change["value"]["metadata"]["phone_number_id"])
+                for entry in payload["entry"]
+                for change in entry["changes"]
+                if isinstance(change.get("value"), dict) and "metadata" in change["value"]
+            }
+        except (KeyError, TypeError, AttributeError):
+            ids = set()
+        if not ids:
+            raise _Rejected(
+                api_error(
+                    "malformed_payload",
+                    _("The body names no WhatsApp phone number id."),
+                    status.HTTP_400_BAD_REQUEST,
+                    {"field": "entry[].changes[].value.metadata"},
+                )
+            )
+        return sorted(ids)
+
+    def get(self, request: Request) -> HttpResponse | Response:
+        mode = request.query_params.get("hub.mode", "")
+        token = request.query_params.get("hub.verify_token", "")
+        challenge = request.query_params.get("hub.challenge", "")
+        if mode != "subscribe" or not token or not challenge:
+            return api_error("malformed_request", _("Not a webhook verification request."), status.HTTP_400_BAD_REQUEST)
+        for clinic in Clinic.objects.filter(whatsapp_provider=WhatsAppProvider.META).exclude(whatsapp_instance=""):
+            answer = channel_provider(clinic).verify_subscription(mode, token, challenge)
+            if answer is not None:
+                return HttpResponse(answer, content_type="text/plain")
+        return api_error("not_authenticated", _("Wrong verify token."), status.HTTP_403_FORBIDDEN)
