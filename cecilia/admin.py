@@ -11,9 +11,8 @@ from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline
+from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, HoursInlineFormSet
 from cecilia.models import BusinessHours, Clinic, ClosedDate, StaffMembership
-from cecilia.selectors import user_is_manager_of
 from cecilia.services import staff_access_sync
 
 admin.site.site_header = _("Cecilia — Front desk")
@@ -28,8 +27,8 @@ def describe_secret(value: str) -> str:
     if not value:
         return str(_("Not set."))
     if len(value) <= 12:
-        return str(_("Set. Leave blank to keep it."))
-    return str(_("Set (ends in …%(tail)s). Leave blank to keep it.")) % {"tail": value[-4:]}
+        return str(_("Set."))
+    return str(_("Set (ends in …%(tail)s).")) % {"tail": value[-4:]}
 
 
 class ClinicAdminForm(forms.ModelForm):
@@ -59,10 +58,16 @@ class ClinicAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         for name in SECRET_FIELDS:
             self.initial[name] = ""
-            self.fields[name].help_text = describe_secret(getattr(self.instance, name, "") or "")
+            stored = getattr(self.instance, name, "") or ""
+            keep = _("Leave blank to keep it.") if stored else ""
+            self.fields[name].help_text = f"{describe_secret(stored)} {keep}".strip()
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        moved = {"whatsapp_api_url", "whatsapp_provider"} & set(self.changed_data)
+        if moved and self.instance.pk and self.instance.whatsapp_api_key and not cleaned.get("whatsapp_api_key"):
+            # The stored key is sent with every call to this URL: pointing it elsewhere takes typing it again.
+            self.add_error("whatsapp_api_key", _("Type the API key again to use it with the new provider or URL."))
         for name in SECRET_FIELDS:
             if self.cleaned_data.get("clear_secrets"):
                 cleaned[name] = ""
@@ -74,6 +79,7 @@ class ClinicAdminForm(forms.ModelForm):
 class BusinessHoursInline(ClinicScopedTabularInline):
     exclude = ()  # the clinic is the parent here
     model = BusinessHours
+    formset = HoursInlineFormSet
     extra = 0
 
 
@@ -123,6 +129,32 @@ class ClinicAdmin(ClinicScopedAdmin):
         (_("Assistant"), {"fields": ("ai_enabled", "assistant_name", "ai_instructions")}),
     )
 
+    def get_fieldsets(self, request: HttpRequest, obj: Clinic | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # A read-only page prints field values as they are: show what describe_secret allows instead of secrets.
+        swap = {name: f"{name}_status" for name in SECRET_FIELDS}
+        return [
+            (title, {**options, "fields": tuple(swap.get(f, f) for f in options["fields"] if f != "clear_secrets")})
+            for title, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Clinic | None = None) -> Any:
+        return [*super().get_readonly_fields(request, obj), *(f"{name}_status" for name in SECRET_FIELDS)]
+
+    @admin.display(description=_("API key"))
+    def whatsapp_api_key_status(self, obj: Clinic) -> str:
+        return describe_secret(obj.whatsapp_api_key)
+
+    @admin.display(description=_("webhook secret"))
+    def whatsapp_webhook_secret_status(self, obj: Clinic) -> str:
+        return describe_secret(obj.whatsapp_webhook_secret)
+
+    @admin.display(description=_("verify token"))
+    def whatsapp_verify_token_status(self, obj: Clinic) -> str:
+        return describe_secret(obj.whatsapp_verify_token)
+
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         super().save_formset(request, form, formset, change)
         if formset.model is StaffMembership:
@@ -130,12 +162,6 @@ class ClinicAdmin(ClinicScopedAdmin):
             touched |= {m.user_id for m in formset.deleted_objects}
             for user_id in touched:
                 staff_access_sync(user_id=user_id)
-
-    def get_inlines(self, request: HttpRequest, obj: Clinic | None) -> Any:
-        # Who works at the clinic is the managers' business.
-        if obj is None or not user_is_manager_of(request.user, obj.pk):
-            return (BusinessHoursInline, ClosedDateInline)
-        return self.inlines
 
 
 @admin.register(BusinessHours)
@@ -164,8 +190,10 @@ class StaffMembershipAdmin(ClinicScopedAdmin):
     autocomplete_fields = ("user",)
 
     def save_model(self, request: HttpRequest, obj: StaffMembership, form: Any, change: bool) -> None:
+        previous_user_id = form.initial.get("user") if change else None
         super().save_model(request, obj, form, change)
-        staff_access_sync(user_id=obj.user_id)
+        for user_id in {obj.user_id, previous_user_id} - {None}:
+            staff_access_sync(user_id=user_id)
 
     def delete_model(self, request: HttpRequest, obj: StaffMembership) -> None:
         super().delete_model(request, obj)

@@ -1,9 +1,13 @@
-"""Clinic scoping for the admin: staff see and change only their own clinics' rows, everywhere.
+"""Clinic scoping for the admin: staff see and change only their own clinics' rows, with their role there.
 
-Every ModelAdmin and inline of a clinic-owned model uses these bases. One queryset rule (`scope_queryset`) covers
-changelists, change forms, history, delete, actions and autocompletes (Django's autocomplete view asks the target
-admin's `get_queryset`); the form-field hooks scope every related choice; list filters on relations only offer rows
-the user can see. Rows outside the user's clinics answer 404, never "exists but forbidden".
+Every ModelAdmin and inline of a clinic-owned model uses these bases.
+* Rows: one queryset rule (`scope_queryset`) covers changelists, change forms, history, delete, actions and
+  autocompletes (Django's autocomplete view asks the target admin's `get_queryset`). Rows outside the user's clinics
+  answer 404, never "exists but forbidden".
+* Roles: Django's permissions are global, but a person can be a receptionist at one clinic and a manager at another.
+  Every object-level permission check asks what the user's role *at that row's clinic* allows (cecilia.roles), so
+  managing clinic B never grants anything at clinic A.
+* Choices: related-row choices, list filters and the clinic field only offer what the user may see or use.
 """
 
 from __future__ import annotations
@@ -12,14 +16,15 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from cecilia.models import Clinic
-from cecilia.selectors import clinic_ids_for_user
+from cecilia.selectors import clinic_ids_allowing, clinic_ids_for_user
 
 
 def clinic_lookup_for(model: type[models.Model]) -> str | None:
@@ -35,15 +40,41 @@ def clinic_lookup_for(model: type[models.Model]) -> str | None:
     return "clinic" if field.is_relation and field.related_model is Clinic else None
 
 
-def scope_queryset(queryset: QuerySet, request: HttpRequest, lookup: str | None = None) -> QuerySet:
-    ids = clinic_ids_for_user(request.user)
+def scope_queryset(
+    queryset: QuerySet, request: HttpRequest, lookup: str | None = None, *, action: str = "view"
+) -> QuerySet:
+    """`queryset` narrowed to the clinics where the user may `action` rows of its model (any role for others)."""
+    model = queryset.model
+    lookup = lookup or clinic_lookup_for(model)
+    if lookup is None:
+        return queryset if request.user.is_superuser else queryset.none()  # fail closed
+    if action == "any":
+        ids = clinic_ids_for_user(request.user)
+    else:
+        ids = clinic_ids_allowing(request.user, action, model._meta.app_label, model._meta.model_name)
     if ids is None:
         return queryset
-    lookup = lookup or clinic_lookup_for(queryset.model)
-    if lookup is None:
-        return queryset.none()  # fail closed: a model we cannot place in a clinic is not shown to staff
     scoped = queryset.filter(**{f"{lookup}__in": ids})
     return scoped.distinct() if "__" in lookup else scoped
+
+
+def _row_clinic_ids(obj: models.Model) -> set[int]:
+    if isinstance(obj, Clinic):
+        return {obj.pk}
+    if isinstance(obj, get_user_model()):
+        return set(obj.memberships.values_list("clinic_id", flat=True))
+    clinic_id = getattr(obj, "clinic_id", None)
+    return {clinic_id} if clinic_id is not None else set()
+
+
+def role_allows_on(request: HttpRequest, action: str, model: type[models.Model], obj: models.Model | None) -> bool:
+    """Whether the user's role at `obj`'s clinic allows `action` on `model` (at any of their clinics if no obj)."""
+    ids = clinic_ids_allowing(request.user, action, model._meta.app_label, model._meta.model_name)
+    if ids is None:
+        return True
+    if obj is None:
+        return bool(ids)
+    return bool(_row_clinic_ids(obj) & ids)
 
 
 def _single_clinic(request: HttpRequest) -> bool:
@@ -61,7 +92,7 @@ class ScopedRelatedFilter(admin.RelatedFieldListFilter):
 
     def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> Any:
         ordering = self.field_admin_ordering(field, request, model_admin)
-        queryset = scope_queryset(field.related_model._default_manager.all(), request)
+        queryset = scope_queryset(field.related_model._default_manager.all(), request, action="any")
         if ordering:
             queryset = queryset.order_by(*ordering)
         return [(obj.pk, str(obj)) for obj in queryset]
@@ -86,19 +117,27 @@ def yes_no_filter(field: str, title: str, yes: str, no: str) -> type[admin.Simpl
 
 
 class _ScopedFormFieldsMixin:
+    """Related choices: rows of the user's clinics; the row's own clinic: only clinics where the role may add."""
+
+    model: type[models.Model]
+
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if "queryset" not in kwargs and clinic_lookup_for(db_field.related_model):
-            kwargs["queryset"] = scope_queryset(db_field.related_model._default_manager.all(), request)
+            queryset = db_field.related_model._default_manager.all()
+            if db_field.related_model is Clinic and db_field.name == "clinic" and self.model is not Clinic:
+                ids = clinic_ids_allowing(request.user, "add", self.model._meta.app_label, self.model._meta.model_name)
+                kwargs["queryset"] = queryset if ids is None else queryset.filter(pk__in=ids)
+            else:
+                kwargs["queryset"] = scope_queryset(queryset, request, action="any")
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
         # A staff member of one clinic has nothing to choose: preselect it instead of showing "---------".
-        ids = clinic_ids_for_user(request.user)
-        if field is not None and db_field.related_model is Clinic and ids is not None and len(ids) == 1:
+        if field is not None and db_field.related_model is Clinic and _single_clinic(request):
             field.empty_label = None
         return field
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if "queryset" not in kwargs and clinic_lookup_for(db_field.related_model):
-            kwargs["queryset"] = scope_queryset(db_field.related_model._default_manager.all(), request)
+            kwargs["queryset"] = scope_queryset(db_field.related_model._default_manager.all(), request, action="any")
         return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
 
 
@@ -121,6 +160,25 @@ class ClinicScopedAdmin(_ScopedFormFieldsMixin, admin.ModelAdmin):
             raise Http404
         return obj
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj) and role_allows_on(request, "view", self.model, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and role_allows_on(request, "add", self.model, None)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and role_allows_on(request, "change", self.model, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and role_allows_on(request, "delete", self.model, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        # A row never moves to another clinic: everything it points at (and that points at it) belongs there.
+        if obj is not None and clinic_lookup_for(self.model) == "clinic" and "clinic" not in fields:
+            fields.append("clinic")
+        return fields
+
     def get_list_display(self, request: HttpRequest) -> Any:
         columns = super().get_list_display(request)
         if _single_clinic(request):
@@ -128,9 +186,13 @@ class ClinicScopedAdmin(_ScopedFormFieldsMixin, admin.ModelAdmin):
         return columns
 
     def get_list_filter(self, request: HttpRequest) -> Any:
-        filters = list(super().get_list_filter(request))
-        if _single_clinic(request):
-            filters = [f for f in filters if f != "clinic" and not (isinstance(f, tuple) and f[0] == "clinic")]
+        filters = []
+        for spec in super().get_list_filter(request):
+            if spec == "clinic" or (isinstance(spec, tuple) and spec[0] == "clinic"):
+                if _single_clinic(request):
+                    continue
+                spec = ("clinic", ScopedRelatedFilter)
+            filters.append(spec)
         return filters
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
@@ -153,11 +215,56 @@ class ClinicInlineFormSet(BaseInlineFormSet):
         return form
 
 
+class HoursInlineFormSet(ClinicInlineFormSet):
+    """Opening or working hours typed together must not overlap each other on a weekday.
+
+    The database refuses overlaps too, but one form cannot see its unsaved neighbours: without this check two
+    overlapping new rows would reach the database and fail there instead of on the form.
+    """
+
+    def clean(self) -> None:
+        super().clean()
+        seen: list[tuple[int, Any, Any]] = []
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None) or {}
+            if not data or data.get("DELETE") or not all(data.get(k) is not None for k in ("weekday", "start", "end")):
+                continue
+            for weekday, start, end in seen:
+                if weekday == data["weekday"] and start < data["end"] and data["start"] < end:
+                    raise ValidationError(
+                        _("Two intervals of the same day overlap: %(a)s–%(b)s and %(c)s–%(d)s.")
+                        % {
+                            "a": f"{start:%H:%M}",
+                            "b": f"{end:%H:%M}",
+                            "c": f"{data['start']:%H:%M}",
+                            "d": f"{data['end']:%H:%M}",
+                        }
+                    )
+            seen.append((data["weekday"], data["start"], data["end"]))
+
+
 class ClinicScopedInlineMixin(_ScopedFormFieldsMixin):
     formset = ClinicInlineFormSet
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return scope_queryset(super().get_queryset(request), request)  # type: ignore[misc]
+
+    # The parent row decides where the inline's rows live: the role at the parent's clinic must allow the action.
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_view_permission(request, obj)  # type: ignore[misc]
+        return allowed and role_allows_on(request, "view", self.model, obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_add_permission(request, obj)  # type: ignore[misc]
+        return allowed and role_allows_on(request, "add", self.model, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_change_permission(request, obj)  # type: ignore[misc]
+        return allowed and role_allows_on(request, "change", self.model, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)  # type: ignore[misc]
+        return allowed and role_allows_on(request, "delete", self.model, obj)
 
 
 class ClinicScopedTabularInline(ClinicScopedInlineMixin, admin.TabularInline):

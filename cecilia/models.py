@@ -248,6 +248,8 @@ class StaffMembership(models.Model):
         verbose_name_plural = _("staff memberships")
         ordering = ["clinic", "user"]
         constraints = [
+            # staff_access_sync maps each role to a group; an unknown role would leave a person without access.
+            models.CheckConstraint(condition=Q(role__in=StaffRole.values), name="staff_membership_role_valid"),
             models.UniqueConstraint(
                 fields=["user", "clinic"],
                 name="staff_membership_unique",

@@ -10,6 +10,8 @@ from typing import Any
 
 RECEPTION_GROUP = "Recepção"
 MANAGEMENT_GROUP = "Gestão"
+# StaffMembership.role → the group that carries its permissions.
+ROLE_GROUPS = {"receptionist": RECEPTION_GROUP, "manager": MANAGEMENT_GROUP}
 
 _ALL = ("add", "change", "delete", "view")
 
@@ -51,6 +53,15 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "conversations.inboundevent": ("view",),
     },
 }
+
+
+def role_allows(role: str, action: str, app_label: str, model_name: str) -> bool:
+    """Whether `role` (a StaffMembership.role) may `action` ("view", "add", "change", "delete") the model.
+
+    "view" is implied by "change", as in Django.
+    """
+    actions = ROLE_PERMISSIONS.get(ROLE_GROUPS.get(role, ""), {}).get(f"{app_label}.{model_name}", ())
+    return action in actions or (action == "view" and "change" in actions)
 
 
 def permissions_create(apps: Any, schema_editor: Any = None) -> None:

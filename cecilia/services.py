@@ -6,24 +6,22 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from cecilia.models import Clinic, StaffMembership, StaffRole
-from cecilia.roles import MANAGEMENT_GROUP, RECEPTION_GROUP
-
-_ROLE_GROUPS = {StaffRole.RECEPTIONIST: RECEPTION_GROUP, StaffRole.MANAGER: MANAGEMENT_GROUP}
+from cecilia.roles import ROLE_GROUPS
 
 
 @transaction.atomic
 def staff_access_sync(*, user_id: int) -> None:
     """Align a user's admin access with their memberships: staff flag and the role groups they hold anywhere.
 
-    Permissions are global in Django while memberships are per clinic; rows stay scoped to the user's clinics by
-    the admin, so holding a group means "may do this in my clinics".
+    Groups are global in Django while roles are per clinic: the groups give the union of a person's roles, and the
+    admin narrows every row and every action to what the role *at that row's clinic* allows (cecilia.admin_scoping).
     """
     from django.contrib.auth import get_user_model
 
     user = get_user_model().objects.select_for_update().get(pk=user_id)
     roles = set(StaffMembership.objects.filter(user=user).values_list("role", flat=True))
-    role_groups = Group.objects.filter(name__in=_ROLE_GROUPS.values())
-    wanted = [g for g in role_groups if g.name in {_ROLE_GROUPS[StaffRole(r)] for r in roles}]
+    role_groups = Group.objects.filter(name__in=ROLE_GROUPS.values())
+    wanted = [g for g in role_groups if g.name in {ROLE_GROUPS[r] for r in roles}]
     user.groups.remove(*[g for g in role_groups if g not in wanted])
     user.groups.add(*wanted)
     if roles and not user.is_staff:

@@ -42,11 +42,8 @@ else:
     SECRET_KEY = _required(
         "SECRET_KEY", "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'."
     )
-    ALLOWED_HOSTS = [
-        h
-        for h in _required("ALLOWED_HOSTS", "List the host names Cecilia answers on, comma-separated.").split(",")
-        if h
-    ]
+    _required("ALLOWED_HOSTS", "List the host names Cecilia answers on, comma-separated.")
+    ALLOWED_HOSTS = [host.strip() for host in env.list("ALLOWED_HOSTS") if host.strip()]
 
 DATABASE_URL = _required(
     "DATABASE_URL",
@@ -122,7 +119,9 @@ WSGI_APPLICATION = "cecilia.wsgi.application"
 ASGI_APPLICATION = "cecilia.asgi.application"
 
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+# 0: a connection per request. Under ASGI (daphne) persistent connections are not returned between requests and pile
+# up until PostgreSQL's limit; put PgBouncer in front for connection reuse (see the README).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
 # Fail fast instead of hanging a request (or a health check) when PostgreSQL is unreachable.
@@ -197,6 +196,12 @@ if not DEBUG:
 # Encrypts the secrets stored in the database (API keys, webhook secrets). Comma-separated Fernet keys, newest
 # first, so keys can be rotated; derived from SECRET_KEY when unset (then rotating SECRET_KEY loses the secrets).
 FIELD_ENCRYPTION_KEYS: list[str] = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+if not DEBUG and not FIELD_ENCRYPTION_KEYS:
+    # Derived from SECRET_KEY, the secrets would become unreadable the day SECRET_KEY is rotated after an incident.
+    _required(
+        "FIELD_ENCRYPTION_KEYS",
+        "Generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'.",
+    )
 
 # --- DRF ---------------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -49,8 +49,8 @@ class ConversationAdmin(ClinicScopedAdmin):
     list_select_related = ("patient", "assigned_to")
     search_fields = ("patient__full_name", "patient__whatsapp_name", "patient__phone")
     date_hierarchy = "last_inbound_at"
-    autocomplete_fields = ("patient", "assigned_to")
-    readonly_fields = ("state", "last_inbound_at", "last_outbound_at", "created_at", "updated_at")
+    # assigned_to is a plain select of the clinic's staff (scoped); receptionists cannot browse the user admin.
+    readonly_fields = ("patient", "state", "last_inbound_at", "last_outbound_at", "created_at", "updated_at")
     inlines = (MessageInline,)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -134,12 +134,19 @@ class WhatsAppWebhook(APIView):
                 provider=self.provider,
                 event_type=_event_type(payload),
                 dedupe_key=provider.event_identity(payload),
-                payload=payload,
+                payload=_without_credentials(payload),
             )
             if stored is None:
                 return "duplicate"
             transaction.on_commit(lambda: inbound_event_enqueue(stored.pk))
         return "stored"
+
+
+def _without_credentials(payload: Any) -> Any:
+    """The body to keep: Evolution puts the instance token in `apikey`; it was checked, and is not stored."""
+    if isinstance(payload, dict) and "apikey" in payload:
+        return {key: value for key, value in payload.items() if key != "apikey"}
+    return payload
 
 
 def _event_type(payload: Any) -> str:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
-from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, ScopedRelatedFilter
+from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, HoursInlineFormSet, ScopedRelatedFilter
 from patients.admin import register_patient_inline
 from scheduling.models import (
     ActorKind,
@@ -30,6 +30,7 @@ from scheduling.selectors import appointments_overlapping
 
 class WorkingHoursInline(ClinicScopedTabularInline):
     model = WorkingHours
+    formset = HoursInlineFormSet
     extra = 0
 
 
@@ -133,7 +134,15 @@ class AppointmentAdminForm(forms.ModelForm):
             self.add_error("service", _("%(professional)s does not perform %(service)s.") % names)
 
     def _check_overlaps(self, cleaned: dict[str, Any]) -> None:
-        """Name the appointment in the way; the database constraint stays the last word in a race."""
+        """Name the appointment in the way; the database constraint stays the last word in a race.
+
+        The professional and patient rows are locked first (the admin saves inside a transaction): two staff
+        booking the same slot at once are serialised here, so the second one reads the first booking and gets
+        this message instead of an IntegrityError at save time.
+        """
+        for field in ("professional", "patient"):
+            if cleaned.get(field) is not None:
+                type(cleaned[field]).objects.select_for_update().filter(pk=cleaned[field].pk).first()
         window = {"start": cleaned["start"], "end": cleaned["end"], "exclude_id": self.instance.pk}
         for field, key in (("professional", "professional_id"), ("patient", "patient_id")):
             if cleaned.get(field) is None:

@@ -42,7 +42,9 @@ def log_access(request: HttpRequest, response: HttpResponseBase, started: float)
         level,
         "%s %s %s %.1fms",
         request.method,
-        request.get_full_path(),
+        # The path only: query strings carry what staff searched for (names, phone numbers), often URL-encoded
+        # past the masking patterns (`?_changelist_filters=q%3D11%2B98765-4321`).
+        request.path,
         response.status_code,
         duration_ms,
         extra={"method": request.method, "status": response.status_code, "duration_ms": duration_ms},

@@ -16,6 +16,7 @@ from conversations.models import Conversation, Message
 from patients.models import HealthPlan
 from scheduling.models import TimeOff, WorkingHours
 from tests import factories
+from tests.admin_forms import changeform_data
 
 
 def _fill(clinic, tag):
@@ -142,31 +143,74 @@ def test_form_choices_and_list_filters_never_name_another_clinic(client, recepti
 def test_an_inline_cannot_attach_another_clinics_patient(client, manager_a, two_clinics):
     client.force_login(manager_a)
     own = two_clinics["a"]["patient"]
-    foreign = two_clinics["b"]["patient"]
     url = reverse("admin:patients_patient_change", args=[own.pk])
-    form = client.get(url).context["adminform"].form
-    data = {k: ("" if v is None else v) for k, v in form.initial.items() if k in form.fields}
-    data.update({"clinic": own.clinic_id, "full_name": own.full_name, "phone": own.phone})
-    data.update(_management_forms(client.get(url).context))
-    data.update(
-        {
-            "dependent_links-TOTAL_FORMS": "1",
-            "dependent_links-0-dependent": foreign.pk,
-            "dependent_links-0-relationship": "child",
-        }
-    )
-    response = client.post(url, data)
-    assert response.status_code == 200  # the form comes back with an error instead of saving
+
+    def submit(dependent):
+        data = changeform_data(client.get(url))
+        data.update(
+            {
+                "dependent_links-TOTAL_FORMS": "1",
+                "dependent_links-0-dependent": dependent.pk,
+                "dependent_links-0-relationship": "child",
+            }
+        )
+        return client.post(url, data)
+
+    response = submit(two_clinics["b"]["patient"])
+    assert response.status_code == 200
+    inline = next(f for f in response.context["inline_admin_formsets"] if f.formset.prefix == "dependent_links")
+    assert "dependent" in inline.formset.forms[0].errors
     assert own.dependent_links.count() == 0
+    # The same form with a patient of the clinic saves: the refusal above is about the clinic, nothing else.
+    sibling = factories.patient(own.clinic, full_name="Irmão AAAA")
+    assert submit(sibling).status_code == 302
+    assert list(own.dependent_links.values_list("dependent", flat=True)) == [sibling.pk]
 
 
-def _management_forms(context):
-    data = {}
-    for formset in context["inline_admin_formsets"]:
-        mgmt = formset.formset.management_form
-        for name, field in mgmt.fields.items():
-            data[f"{mgmt.prefix}-{name}"] = mgmt.initial.get(name, field.initial) or 0
-    return data
+@pytest.mark.django_db
+def test_every_autocomplete_answers_only_own_clinic_rows(client, manager_a, two_clinics):
+    client.force_login(manager_a)
+    checked = 0
+    for model, model_admin in admin.site._registry.items():
+        for field_name in model_admin.autocomplete_fields:
+            params = {
+                "app_label": model._meta.app_label,
+                "model_name": model._meta.model_name,
+                "field_name": field_name,
+                "term": "",
+            }
+            response = client.get(reverse("admin:autocomplete"), params)
+            if response.status_code == 403:
+                continue  # the manager may not browse that model at all (e.g. logins of other clinics)
+            assert response.status_code == 200, (model, field_name)
+            texts = [r["text"] for r in json.loads(response.content)["results"]]
+            assert not any("BBBB" in t for t in texts), (model, field_name, texts)
+            checked += 1
+    assert checked >= 8
+
+
+@pytest.mark.django_db
+def test_a_receptionist_can_assign_a_conversation_to_a_colleague_of_the_clinic(
+    client, receptionist_a, manager_a, two_clinics
+):
+    client.force_login(receptionist_a)
+    conversation = Conversation.objects.get(patient=two_clinics["a"]["patient"])
+    url = reverse("admin:conversations_conversation_change", args=[conversation.pk])
+    response = client.get(url)
+    choices = {str(u) for u in response.context["adminform"].form.fields["assigned_to"].queryset}
+    assert choices == {receptionist_a.username, manager_a.username}
+    data = changeform_data(response)
+    data["assigned_to"] = manager_a.pk
+    assert client.post(url, data).status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.assigned_to == manager_a
+
+
+@pytest.mark.django_db
+def test_a_row_cannot_be_moved_to_another_clinic(admin_client, two_clinics):
+    professional = two_clinics["a"]["professional"]
+    response = admin_client.get(reverse("admin:scheduling_professional_change", args=[professional.pk]))
+    assert "clinic" not in response.context["adminform"].form.fields
 
 
 @pytest.mark.django_db

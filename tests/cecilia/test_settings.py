@@ -15,6 +15,7 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "clinica.example.com",
     "DATABASE_URL": "postgres://cecilia:pw@db.example:5432/cecilia",
     "REDIS_URL": "redis://redis.example:6379/0",
+    "FIELD_ENCRYPTION_KEYS": "kYp2cY0T8uS2mE1x4mC9D3c9w8B7Zs8U4iC2h6y5x0E=",
 }
 
 
@@ -38,7 +39,9 @@ def test_a_complete_production_environment_starts():
     assert result.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL"])
+@pytest.mark.parametrize(
+    "missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "FIELD_ENCRYPTION_KEYS"]
+)
 def test_with_debug_off_a_missing_variable_stops_the_start_naming_it(missing):
     result = _start(**{missing: None})
     assert result.returncode != 0
@@ -72,3 +75,22 @@ def test_the_defaults_speak_portuguese_in_sao_paulo_time():
     assert [code for code, _ in settings.LANGUAGES] == ["pt-br", "en"]
     assert settings.TIME_ZONE == "America/Sao_Paulo"
     assert settings.USE_TZ is True
+
+
+def test_allowed_hosts_may_be_written_with_spaces_after_the_commas():
+    env = "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='cecilia.settings'; django.setup(); "
+    code = env + "from django.conf import settings; print(settings.ALLOWED_HOSTS)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DEBUG"},
+            **PRODUCTION,
+            "ENV_FILE": os.devnull,
+            "ALLOWED_HOSTS": "a.example.com, b.example.com",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "['a.example.com', 'b.example.com']", result.stderr

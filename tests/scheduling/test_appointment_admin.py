@@ -118,3 +118,36 @@ def test_the_agenda_list_opens_on_what_is_still_to_come(client, setup):
     assert list(client.get(url).context["cl"].result_list) == [upcoming]
     assert list(client.get(url, {"period": "past"}).context["cl"].result_list) == [past]
     assert list(client.get(url, {"period": "all"}).context["cl"].result_list) == [past, upcoming]
+
+
+@pytest.mark.django_db
+def test_two_overlapping_shifts_typed_together_are_a_form_error_not_a_crash(client, clinic_a, manager_a):
+    client.force_login(manager_a)
+    url = reverse("admin:scheduling_professional_add")
+    response = client.post(
+        url,
+        {
+            "clinic": clinic_a.pk,
+            "name": "Dra. Nova",
+            "specialty": "",
+            "council_registration": "",
+            "google_calendar_id": "",
+            "active": "on",
+            "working_hours-TOTAL_FORMS": "2",
+            "working_hours-INITIAL_FORMS": "0",
+            "working_hours-0-weekday": "0",
+            "working_hours-0-start": "08:00",
+            "working_hours-0-end": "12:00",
+            "working_hours-1-weekday": "0",
+            "working_hours-1-start": "11:00",
+            "working_hours-1-end": "14:00",
+            "time_off-TOTAL_FORMS": "0",
+            "time_off-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200
+    formset = next(f.formset for f in response.context["inline_admin_formsets"] if f.formset.prefix == "working_hours")
+    assert "08:00–12:00" in " ".join(formset.non_form_errors())
+    from scheduling.models import Professional
+
+    assert not Professional.objects.filter(name="Dra. Nova").exists()

@@ -53,7 +53,7 @@ def test_back_to_back_appointments_fit(agenda):
 @pytest.mark.django_db
 def test_a_raw_sql_insert_cannot_double_book_either(agenda):
     first = _book(agenda, 0, agenda["start"])
-    with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
+    with pytest.raises(IntegrityError) as excinfo, transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO scheduling_appointment
@@ -70,6 +70,7 @@ def test_a_raw_sql_insert_cannot_double_book_either(agenda):
                 first.end + datetime.timedelta(minutes=10),
             ],
         )
+    assert "appointment_no_overlap_per_professional" in str(excinfo.value)
 
 
 @pytest.mark.django_db
@@ -152,3 +153,19 @@ def test_working_hours_of_one_day_cannot_overlap(clinic_a):
         WorkingHours.objects.create(
             clinic=clinic_a, professional=pro, weekday=0, start=datetime.time(11), end=datetime.time(14)
         )
+
+
+@pytest.mark.django_db
+def test_a_service_cannot_list_another_clinics_professional_or_health_plan(agenda, clinic_b):
+    from patients.models import HealthPlan
+
+    foreign_pro = factories.professional(clinic_b)
+    with pytest.raises(IntegrityError) as excinfo, transaction.atomic():
+        agenda["service"].professionals.add(foreign_pro)
+    assert "cross-clinic link" in str(excinfo.value)
+    foreign_plan = HealthPlan.objects.create(clinic=clinic_b, name="Plano B")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        agenda["service"].accepted_health_plans.add(foreign_plan)
+    own_plan = HealthPlan.objects.create(clinic=agenda["clinic"], name="Plano A")
+    agenda["service"].accepted_health_plans.add(own_plan)  # the same clinic's links are fine
+    assert list(agenda["service"].accepted_health_plans.all()) == [own_plan]
