@@ -33,6 +33,7 @@ from conversations.channel import channel_provider, clinic_for_instance
 from conversations.services import inbound_event_store
 from conversations.tasks import inbound_event_enqueue
 from integrations.whatsapp.base import Ignored, MalformedPayload
+from integrations.whatsapp.meta_cloud import MetaCloudProvider
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,10 @@ class WhatsAppWebhook(APIView):
                 )
             )
         try:
+            # Parsed here only to refuse what the task could never process (400: the provider stops retrying);
+            # the task parses again from the stored row.
             events = provider.parse_webhook(payload)
+            identity = provider.event_identity(payload)
         except MalformedPayload as exc:
             raise _Rejected(
                 api_error("malformed_payload", str(exc), status.HTTP_400_BAD_REQUEST, exc.details)
@@ -133,7 +137,7 @@ class WhatsAppWebhook(APIView):
                 clinic=clinic,
                 provider=self.provider,
                 event_type=_event_type(payload),
-                dedupe_key=provider.event_identity(payload),
+                dedupe_key=identity,
                 payload=_without_credentials(payload),
             )
             if stored is None:
@@ -183,15 +187,7 @@ class MetaWebhook(WhatsAppWebhook):
     provider = WhatsAppProvider.META
 
     def instances(self, payload: Any) -> list[str]:
-        try:
-            ids = {
-                str(change["value"]["metadata"]["phone_number_id"])
-                for entry in payload["entry"]
-                for change in entry["changes"]
-                if isinstance(change.get("value"), dict) and "metadata" in change["value"]
-            }
-        except (KeyError, TypeError, AttributeError):
-            ids = set()
+        ids = MetaCloudProvider.phone_number_ids(payload)
         if not ids:
             raise _Rejected(
                 api_error(
@@ -201,7 +197,7 @@ class MetaWebhook(WhatsAppWebhook):
                     {"field": "entry[].changes[].value.metadata"},
                 )
             )
-        return sorted(ids)
+        return sorted(set(ids))
 
     def get(self, request: Request) -> HttpResponse | Response:
         mode = request.query_params.get("hub.mode", "")
