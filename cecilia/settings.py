@@ -231,6 +231,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_t
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Task modules besides each app's tasks.py (which autodiscovery finds).
+CELERY_IMPORTS = ("conversations.media",)
 CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Logging -----------------------------------------------------------------------------------------------------
@@ -268,6 +270,8 @@ LOGGING = {
 # --- WhatsApp -----------------------------------------------------------------------------------------------------
 # Largest webhook body accepted (Evolution can inline media as base64); larger answers 413.
 WHATSAPP_WEBHOOK_MAX_BYTES: int = env.int("WHATSAPP_WEBHOOK_MAX_BYTES", default=32 * 1024 * 1024)
+# Largest media file (voice note, photo, document) kept from a patient; larger ones are refused with a note to staff.
+WHATSAPP_MEDIA_MAX_BYTES: int = env.int("WHATSAPP_MEDIA_MAX_BYTES", default=16 * 1024 * 1024)
 
 # --- Admin -------------------------------------------------------------------------------------------------------
 ADMIN_URL: str = env.str("ADMIN_URL", default="admin/")

@@ -132,6 +132,15 @@ class Message(ClinicOwnedModel):
     text = models.TextField(_("text"), blank=True)
     media = models.FileField(_("media"), upload_to="messages/%Y/%m/", blank=True)
     media_mime_type = models.CharField(_("media type"), max_length=100, blank=True)
+    # The webhook this message came from: the media is fetched from what it describes, and staff can trace it.
+    inbound_event = models.ForeignKey(
+        "InboundEvent",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+        verbose_name=_("inbound event"),
+    )
     provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
     status = models.CharField(_("status"), max_length=10, choices=MessageStatus.choices)
     error = models.TextField(_("error"), blank=True)

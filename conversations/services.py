@@ -78,7 +78,7 @@ def inbound_event_store(
 
 
 @transaction.atomic
-def message_receive(*, clinic: Clinic, inbound: InboundMessage) -> Message | None:
+def message_receive(*, clinic: Clinic, inbound: InboundMessage, event: InboundEvent | None = None) -> Message | None:
     """Record one message of a patient's chat. None when it is already recorded (redelivery, or our own echo).
 
     Messages typed on the clinic's phone (`from_me`) are staff messages and hand the conversation to staff: the
@@ -100,6 +100,7 @@ def message_receive(*, clinic: Clinic, inbound: InboundMessage) -> Message | Non
         "kind": str(inbound.kind),
         "text": _text_of(inbound),
         "media_mime_type": inbound.media.mime_type[:100] if inbound.media else "",
+        "inbound_event": event,
     }
     if inbound.from_me:
         fields |= {
@@ -121,6 +122,11 @@ def message_receive(*, clinic: Clinic, inbound: InboundMessage) -> Message | Non
         return None  # a concurrent delivery of the same message got there first
     _conversation_touch(conversation, inbound=not inbound.from_me, at=sent_at, staff_took_over=inbound.from_me)
     receipts_apply(clinic=clinic, provider_message_id=inbound.provider_message_id)
+    if inbound.media is not None:
+        # Fetched apart, after commit: a slow or failing download never holds back the text of the conversation.
+        from conversations.media import message_media_fetch_enqueue
+
+        transaction.on_commit(lambda: message_media_fetch_enqueue(message.pk))
     return message
 
 
@@ -277,15 +283,16 @@ def inbound_event_process(*, event_id: int) -> None:
             event.save(update_fields=["attempts", "error", "processed_at"])
             return
         for item in parsed:
-            _dispatch(event.clinic, item)
+            _dispatch(event, item)
         event.processed_at = timezone.now()
         event.error = ""
         event.save(update_fields=["attempts", "error", "processed_at"])
 
 
-def _dispatch(clinic: Clinic, item: Any) -> None:
+def _dispatch(event: InboundEvent, item: Any) -> None:
+    clinic = event.clinic
     if isinstance(item, InboundMessage):
-        message_receive(clinic=clinic, inbound=item)
+        message_receive(clinic=clinic, inbound=item, event=event)
     elif isinstance(item, StatusUpdate):
         status_update_record(clinic=clinic, update=item)
     elif isinstance(item, ConnectionUpdate | QrCodeUpdate):

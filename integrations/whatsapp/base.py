@@ -231,7 +231,8 @@ class WhatsAppProvider(ABC):
     def send(self, message: OutboundMessage) -> SendResult: ...
 
     @abstractmethod
-    def download_media(self, media: MediaRef) -> MediaContent: ...
+    def download_media(self, media: MediaRef, *, max_bytes: int | None = None) -> MediaContent:
+        """The media's bytes; ProviderError("media_too_large", permanent=True) past `max_bytes`."""
 
     @abstractmethod
     def mark_read(self, *, chat_id: str, provider_message_id: str) -> None: ...

@@ -66,7 +66,7 @@ class ConsoleProvider(WhatsAppProvider):
     def send(self, message: OutboundMessage) -> SendResult:
         return SendResult(f"console-{uuid.uuid4().hex}", chat_id=message.to)
 
-    def download_media(self, media: MediaRef) -> MediaContent:
+    def download_media(self, media: MediaRef, *, max_bytes: int | None = None) -> MediaContent:
         # The simulator sends text only; there is nowhere to fetch media from.
         raise provider_error("media_unavailable", permanent=True)
 
