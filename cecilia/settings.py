@@ -270,6 +270,8 @@ LOGGING = {
 # --- WhatsApp -----------------------------------------------------------------------------------------------------
 # Largest webhook body accepted (Evolution can inline media as base64); larger answers 413.
 WHATSAPP_WEBHOOK_MAX_BYTES: int = env.int("WHATSAPP_WEBHOOK_MAX_BYTES", default=32 * 1024 * 1024)
+# A stored webhook not processed after this many seconds lost its task (Redis outage, crash): the relay re-enqueues it.
+WHATSAPP_RELAY_AFTER_SECONDS: int = env.int("WHATSAPP_RELAY_AFTER_SECONDS", default=60)
 # Largest media file (voice note, photo, document) kept from a patient; larger ones are refused with a note to staff.
 WHATSAPP_MEDIA_MAX_BYTES: int = env.int("WHATSAPP_MEDIA_MAX_BYTES", default=16 * 1024 * 1024)
 

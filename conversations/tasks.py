@@ -6,13 +6,11 @@ import datetime
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from conversations import services
 
 logger = logging.getLogger(__name__)
-
-# A stored event not processed after this long lost its task (Redis outage, crash between commit and publish).
-RELAY_AFTER = datetime.timedelta(minutes=1)
 
 
 @shared_task(acks_late=True, max_retries=5, default_retry_delay=10)
@@ -31,9 +29,10 @@ def inbound_event_enqueue(event_id: int) -> None:
 @shared_task(acks_late=True)
 def inbound_events_relay() -> int:
     """Periodic (beat): enqueue stored events whose processing task was lost. Returns how many were enqueued."""
-    ids = list(
-        services.pending_events(older_than=RELAY_AFTER).order_by("received_at").values_list("pk", flat=True)[:500]
-    )
+    # Not processed after this long: its task was lost (Redis outage, crash between commit and publish).
+    older_than = datetime.timedelta(seconds=settings.WHATSAPP_RELAY_AFTER_SECONDS)
+    pending = services.pending_events(older_than=older_than).order_by("received_at")
+    ids = list(pending.values_list("pk", flat=True)[:500])
     for event_id in ids:
         inbound_event_process.delay(event_id)
     return len(ids)
