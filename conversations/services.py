@@ -114,6 +114,7 @@ def message_receive(*, clinic: Clinic, inbound: InboundMessage, event: InboundEv
             "direction": MessageDirection.INBOUND,
             "author": MessageAuthor.PATIENT,
             "status": MessageStatus.RECEIVED,
+            "sent_at": sent_at,  # when the patient sent it: orders a burst that workers stored out of order
         }
     try:
         with transaction.atomic():

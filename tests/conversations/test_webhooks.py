@@ -97,6 +97,7 @@ def test_a_patient_text_is_stored_then_processed_into_patient_conversation_and_m
     assert patient.phone == "+5511987654321"
     assert patient.whatsapp_name == "Maria Souza"
     assert message.conversation.last_inbound_at is not None
+    assert message.sent_at.timestamp() == 1763746325  # the patient's own send time, from messageTimestamp
     event.refresh_from_db()
     assert event.processed_at is not None and event.error == ""
 
@@ -324,6 +325,12 @@ def test_bad_bodies_get_a_clear_400(client, clinic):
     broken = evolution("2.3.7/messages_upsert_text.json")
     del broken["data"]["key"]["id"]
     _refused(post(client, broken), 400, "malformed_payload")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", [b"[]", b'"texto"', b"42", b"null", b'{"instance": ["atendimento-sp"]}'])
+def test_json_of_the_wrong_shape_gets_a_clear_400(client, clinic, raw):
+    _refused(post(client, None, raw=raw), 400, "malformed_payload")
 
 
 @pytest.mark.django_db
