@@ -106,6 +106,7 @@ class MessageKind(models.TextChoices):
 class MessageStatus(models.TextChoices):
     RECEIVED = "received", _("Received")
     QUEUED = "queued", _("Queued")
+    SENDING = "sending", _("Sending")  # claimed by one worker (conversations.outbox); never resent blindly
     SENT = "sent", _("Sent")
     DELIVERED = "delivered", _("Delivered")
     READ = "read", _("Read")
@@ -121,7 +122,7 @@ class MessageAuthor(models.TextChoices):
 
 
 class Message(ClinicOwnedModel):
-    same_clinic_fields = ("conversation",)
+    same_clinic_fields = ("conversation", "quoted")
 
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+", verbose_name=_("clinic"))
     conversation = models.ForeignKey(
@@ -144,6 +145,22 @@ class Message(ClinicOwnedModel):
     provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
     status = models.CharField(_("status"), max_length=10, choices=MessageStatus.choices)
     error = models.TextField(_("error"), blank=True)
+    # Why a message failed, for code and filters (a ProviderError code, "unconfirmed"…); `error` is for staff.
+    error_code = models.CharField(_("error code"), max_length=40, blank=True)
+    # Outbound only: the message this one replies to (quoted on WhatsApp), and the approved Meta template to send
+    # instead of free text ({"name", "language", "body_parameters"}; empty for ordinary messages).
+    quoted = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("reply to")
+    )
+    template = models.JSONField(_("WhatsApp template"), default=dict, blank=True)
+    # The outbox's bookkeeping (conversations.outbox): a worker claims a queued row (status "sending", claimed_at,
+    # attempts + 1), commits send_started_at right before calling the provider, and retries no earlier than
+    # next_attempt_at. A row left "sending" by a dead worker is requeued when send_started_at is empty (the request
+    # never left) and marked failed-unconfirmed otherwise (it may have reached WhatsApp: never resent blindly).
+    attempts = models.PositiveSmallIntegerField(_("send attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
+    send_started_at = models.DateTimeField(_("send started at"), null=True, blank=True)
     author = models.CharField(_("author"), max_length=10, choices=MessageAuthor.choices)
     author_user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -191,10 +208,24 @@ class Message(ClinicOwnedModel):
                 condition=~Q(status=MessageStatus.FAILED) | ~Q(error=""), name="message_failed_has_error"
             ),
             models.CheckConstraint(condition=Q(kind__in=MessageKind.values), name="message_kind_valid"),
+            # The outbox's relay finds rows left "sending" by a dead worker by their claim time.
+            models.CheckConstraint(
+                condition=~Q(status=MessageStatus.SENDING) | Q(claimed_at__isnull=False),
+                name="message_sending_has_claim",
+            ),
+            # Target of the same-clinic composite foreign key of `quoted`.
+            models.UniqueConstraint(fields=["id", "clinic"], name="message_id_clinic_unique"),
         ]
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="message_conversation_time_idx"),
             models.Index(fields=["created_at"], condition=Q(status=MessageStatus.QUEUED), name="message_queued_idx"),
+            # The outbox sends one message per chat at a time, oldest first: "is an older one still pending?"
+            models.Index(
+                fields=["conversation", "id"],
+                condition=Q(status__in=[MessageStatus.QUEUED, MessageStatus.SENDING]),
+                name="message_outbox_pending_idx",
+            ),
+            models.Index(fields=["claimed_at"], condition=Q(status=MessageStatus.SENDING), name="message_sending_idx"),
         ]
 
     def __str__(self) -> str:

@@ -94,6 +94,15 @@ def message_receive(*, clinic: Clinic, inbound: InboundMessage, event: InboundEv
         whatsapp_name="" if inbound.from_me else inbound.sender_name,
     )
     conversation = _conversation_for(clinic, patient)
+    if inbound.from_me:
+        from conversations.outbox import message_echo_adopt
+
+        # The echo of our own send whose answer has not reached us (or was lost with a dead worker): it proves the
+        # message left, so that row is confirmed — it is not a message staff typed on the phone.
+        if message_echo_adopt(
+            conversation=conversation, provider_message_id=inbound.provider_message_id, text=_text_of(inbound)
+        ):
+            return None
     sent_at = inbound.timestamp or timezone.now()
     fields = {
         "conversation": conversation,

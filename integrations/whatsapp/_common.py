@@ -45,17 +45,33 @@ def provider_error(code: str, *, permanent: bool, status: int | None = None, sta
     return ProviderError(code, staff_message or STAFF_MESSAGES[code], permanent=permanent, status=status)
 
 
+# Failures before a single byte of the request reached the provider: no connection was ever made.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol, httpx.InvalidURL)
+
+
 @contextmanager
 def transport_errors() -> Iterator[None]:
-    """Turn httpx's failures to reach the provider into ProviderErrors: a bad URL is permanent, the rest temporary."""
+    """Turn httpx's failures to reach the provider into ProviderErrors: a bad URL is permanent, the rest temporary.
+
+    Each error also says whether the request may have reached the provider (`maybe_sent`): True after the connection
+    was made (a read timeout, a dropped connection), when the provider may have acted on it — a message may have gone
+    out, so the outbox must not send it again blindly; False when the connection was never made (safe to retry).
+    Errors built from an HTTP answer carry no such attribute: the provider answered, and refused.
+    """
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise provider_error("timeout", permanent=False) from exc
+        raise _transport_error("timeout", exc, permanent=False) from exc
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise provider_error("invalid_config", permanent=True) from exc
+        raise _transport_error("invalid_config", exc, permanent=True) from exc
     except httpx.TransportError as exc:
-        raise provider_error("provider_unavailable", permanent=False) from exc
+        raise _transport_error("provider_unavailable", exc, permanent=False) from exc
+
+
+def _transport_error(code: str, exc: Exception, *, permanent: bool) -> ProviderError:
+    error = provider_error(code, permanent=permanent)
+    error.maybe_sent = not isinstance(exc, _NEVER_SENT)  # type: ignore[attr-defined]
+    return error
 
 
 def int64(value: object) -> int | None:

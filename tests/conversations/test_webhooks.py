@@ -414,3 +414,33 @@ def test_metas_verification_handshake_echoes_the_challenge_only_for_the_right_to
     assert ok.status_code == 200 and ok.content == b"1158201444"
     wrong = client.get(META_URL, {"hub.mode": "subscribe", "hub.verify_token": "errado", "hub.challenge": "1"})
     assert wrong.status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_echo_of_our_own_send_confirms_it_instead_of_looking_like_staff(client, clinic):
+    """Evolution can echo a send (fromMe) before the send's own answer reaches the worker."""
+    from django.utils import timezone
+
+    from conversations.models import Conversation
+
+    post(client, evolution("2.3.7/messages_upsert_text.json"))
+    process_all()
+    conversation = Conversation.objects.get()
+    echo = evolution("2.3.7/messages_upsert_from_me.json")
+    ours = Message.objects.create(
+        clinic=clinic,
+        conversation=conversation,
+        direction="out",
+        author="ai",
+        status="sending",
+        text=echo["data"]["message"]["conversation"],
+        claimed_at=timezone.now(),
+        send_started_at=timezone.now(),
+    )
+    post(client, echo)
+    process_all()
+    ours.refresh_from_db()
+    assert (ours.status, ours.provider_message_id) == ("sent", echo["data"]["key"]["id"])
+    assert Message.objects.filter(direction="out").count() == 1
+    conversation.refresh_from_db()
+    assert conversation.owner == "ai"  # the assistant is not paused by its own message

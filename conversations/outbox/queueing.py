@@ -1,0 +1,142 @@
+"""Putting messages in the outbox: a queued row, written in the caller's transaction, sent after it commits."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import asdict
+
+from django.core.files import File
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from cecilia.models import WhatsAppProvider
+from conversations.models import (
+    Conversation,
+    Message,
+    MessageAuthor,
+    MessageDirection,
+    MessageKind,
+    MessageStatus,
+)
+from integrations.whatsapp.base import Template
+
+# Meta's customer service window: after this long without a message from the patient, only templates may be sent.
+WHATSAPP_WINDOW = datetime.timedelta(hours=24)
+
+
+class OutsideWhatsAppWindow(Exception):
+    """Free text refused: the clinic uses Meta's official API and the patient has not written for 24 hours.
+
+    `message` is for staff (translated); send an approved template (`template=`) instead.
+    """
+
+    message = _(
+        "More than 24 hours have passed since the patient's last message. On WhatsApp's official API only an "
+        "approved message template can be sent until the patient writes again."
+    )
+
+    def __init__(self) -> None:
+        super().__init__(str(self.message))
+
+
+def window_open(conversation: Conversation, *, now: datetime.datetime | None = None) -> bool:
+    """Whether free text may be sent in this conversation now (always, except on Meta after 24 h of silence)."""
+    if conversation.clinic.whatsapp_provider != WhatsAppProvider.META:
+        return True
+    last = conversation.last_inbound_at
+    return last is not None and (now or timezone.now()) - last < WHATSAPP_WINDOW
+
+
+def message_queue_outbound(
+    *,
+    conversation: Conversation,
+    text: str,
+    author: MessageAuthor | str,
+    author_user: object | None = None,
+    kind: MessageKind | str = MessageKind.TEXT,
+    media: File | None = None,
+    media_mime_type: str = "",
+    quoted: Message | None = None,
+    template: Template | None = None,
+) -> Message:
+    """Queue one message to the conversation's patient: the only way a message leaves Cecilia.
+
+    The row is written in the caller's transaction (so it exists exactly when the state it describes does) and the
+    send is enqueued when that transaction commits; a broker outage then is logged, and the relay sends it later.
+    `text` is the message, or the caption of `media`; with a `template` it is what staff read in the transcript (and
+    what Evolution sends: templates exist on Meta only). Raises OutsideWhatsAppWindow for free text on Meta after
+    24 hours of silence from the patient, and ValueError for a message that cannot be sent as asked.
+    """
+    from conversations.outbox import tasks
+
+    author = MessageAuthor(author)
+    kind = MessageKind(kind)
+    if author == MessageAuthor.PATIENT:
+        raise ValueError("Patients do not send outbound messages")
+    if author_user is not None and author != MessageAuthor.STAFF:
+        raise ValueError("Only staff messages name a staff member")
+    if kind == MessageKind.TEXT and not text.strip() and template is None:
+        raise ValueError("A text message needs text")
+    if kind in (MessageKind.IMAGE, MessageKind.VIDEO, MessageKind.DOCUMENT, MessageKind.AUDIO):
+        if media is None:
+            raise ValueError(f"A {kind} message needs its file")
+    elif kind != MessageKind.TEXT:
+        raise ValueError(f"{kind} messages cannot be sent")
+    if quoted is not None and quoted.conversation_id != conversation.pk:
+        raise ValueError("A reply can only quote a message of its own conversation")
+    if template is None and not window_open(conversation):
+        raise OutsideWhatsAppWindow
+    with transaction.atomic():
+        message = Message(
+            clinic_id=conversation.clinic_id,
+            conversation=conversation,
+            direction=MessageDirection.OUTBOUND,
+            author=author,
+            author_user=author_user,
+            kind=kind,
+            text=text,
+            status=MessageStatus.QUEUED,
+            quoted=quoted,
+            template=_template_json(template),
+            media_mime_type=(media_mime_type or getattr(media, "content_type", "") or "")[:100],
+        )
+        if media is not None:
+            message.media.save(media.name or "arquivo", media, save=False)
+        message.save()
+        transaction.on_commit(lambda: tasks.message_send_enqueue(message.pk))
+    return message
+
+
+def message_retry(*, message: Message) -> bool:
+    """Queue a failed outbound message again (staff's "retry sending"). False when it is not a failed outbound one.
+
+    Staff decide this after reading the reason; for a message marked "not confirmed", after checking on the phone
+    that the patient did not get it. The Meta window is not re-checked here: Meta refuses, and says why.
+    """
+    from conversations.outbox import tasks
+
+    with transaction.atomic():
+        retried = Message.objects.filter(
+            pk=message.pk, direction=MessageDirection.OUTBOUND, status=MessageStatus.FAILED
+        ).update(
+            status=MessageStatus.QUEUED,
+            attempts=0,
+            next_attempt_at=timezone.now(),  # due now; the relay counts its task as lost from here, not from creation
+            claimed_at=None,
+            send_started_at=None,
+            error="",
+            error_code="",
+            failed_at=None,
+        )
+        if retried:
+            transaction.on_commit(lambda: tasks.message_send_enqueue(message.pk))
+    return bool(retried)
+
+
+def _template_json(template: Template | None) -> dict:
+    if template is None:
+        return {}
+    data = asdict(template)
+    data["body_parameters"] = list(template.body_parameters)
+    return data
