@@ -110,6 +110,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                # Staff see a banner when their clinic's WhatsApp stays disconnected.
+                "conversations.context_processors.channel_alerts",
             ],
         },
     },
@@ -232,7 +234,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Task modules besides each app's tasks.py (which autodiscovery finds).
-CELERY_IMPORTS = ("conversations.media",)
+CELERY_IMPORTS = ("conversations.media", "conversations.outbox")
 CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Logging -----------------------------------------------------------------------------------------------------
@@ -274,6 +276,17 @@ WHATSAPP_WEBHOOK_MAX_BYTES: int = env.int("WHATSAPP_WEBHOOK_MAX_BYTES", default=
 WHATSAPP_RELAY_AFTER_SECONDS: int = env.int("WHATSAPP_RELAY_AFTER_SECONDS", default=60)
 # Largest media file (voice note, photo, document) kept from a patient; larger ones are refused with a note to staff.
 WHATSAPP_MEDIA_MAX_BYTES: int = env.int("WHATSAPP_MEDIA_MAX_BYTES", default=16 * 1024 * 1024)
+# A clinic's WhatsApp (Evolution or Meta) not open for this many seconds: a warning on every admin page of its staff.
+WHATSAPP_CHANNEL_ALERT_AFTER: int = env.int("WHATSAPP_CHANNEL_ALERT_AFTER", default=5 * 60)
+# The outbox (conversations.outbox). Each clinic's number sends at most this many messages a minute, evenly spaced,
+# with a few back to back (0 turns the limit off): bursts of reminders get unofficial numbers banned.
+WHATSAPP_SEND_PER_MINUTE: int = env.int("WHATSAPP_SEND_PER_MINUTE", default=30)
+WHATSAPP_SEND_BURST: int = env.int("WHATSAPP_SEND_BURST", default=5)
+# "typing…" shown before each message, in milliseconds (Evolution only; the send waits that long).
+WHATSAPP_TYPING_DELAY_MS: int = env.int("WHATSAPP_TYPING_DELAY_MS", default=1200)
+# Temporary failures are retried after base · 2^n seconds (±20 %, at most 5 minutes), up to this many attempts.
+WHATSAPP_SEND_RETRY_BASE_SECONDS: float = env.float("WHATSAPP_SEND_RETRY_BASE_SECONDS", default=5.0)
+WHATSAPP_SEND_MAX_ATTEMPTS: int = env.int("WHATSAPP_SEND_MAX_ATTEMPTS", default=10)
 
 # --- Admin -------------------------------------------------------------------------------------------------------
 ADMIN_URL: str = env.str("ADMIN_URL", default="admin/")

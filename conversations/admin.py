@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import path
+from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, ScopedRelatedFilter
+from cecilia.admin_scoping import (
+    ClinicScopedAdmin,
+    ClinicScopedTabularInline,
+    ScopedRelatedFilter,
+    role_allows_on,
+    scope_queryset,
+)
+from conversations import admin_views
 from conversations.models import Conversation, InboundEvent, Message
 from patients.admin import register_patient_inline
 
@@ -56,14 +67,66 @@ class ConversationAdmin(ClinicScopedAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # conversations start when a patient writes (or the simulator does)
 
+    def get_urls(self) -> list[Any]:
+        """The WhatsApp simulator and the channel connection pages (conversations/admin_views.py), staff only."""
+
+        def view(function: Any) -> Any:
+            return self.admin_site.admin_view(partial(function, model_admin=self))
+
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("simulator/", view(admin_views.simulator), name=f"{prefix}_simulator"),
+            path("simulator/messages/", view(admin_views.simulator_messages), name=f"{prefix}_simulator_messages"),
+            path("channel/<int:clinic_id>/", view(admin_views.channel), name=f"{prefix}_channel"),
+            path("channel/<int:clinic_id>/pair/", view(admin_views.channel_pair_poll), name=f"{prefix}_channel_pair"),
+            *super().get_urls(),
+        ]
+
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdminMixin, ClinicScopedAdmin):
-    list_display = ("created_at", "conversation", "direction", "author", "kind", "status")
+    list_display = ("created_at", "conversation", "direction", "author", "kind", "status", "error_shown")
     list_filter = ("direction", "status", "kind", "author", "clinic")
     list_select_related = ("conversation__patient",)
     search_fields = ("conversation__patient__full_name", "conversation__patient__phone", "provider_message_id")
     date_hierarchy = "created_at"
+    actions = ("retry_sending",)
+
+    @admin.display(description=_("error"))
+    def error_shown(self, obj: Message) -> str:
+        return Truncator(obj.error).chars(120) if obj.error else ""
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        # Resending is sending a message: the same right as writing one ("add"), at the row's clinic.
+        return request.user.has_perm("conversations.add_message") and role_allows_on(request, "add", Message, None)
+
+    @admin.action(description=_("Retry sending the selected failed messages"), permissions=["resend"])
+    def retry_sending(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from conversations.outbox import message_retry
+
+        allowed = scope_queryset(queryset, request, action="add")
+        retried = sum(message_retry(message=message) for message in allowed)
+        skipped = queryset.count() - retried
+        if retried:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d message queued to be sent again.", "%(count)d messages queued to be sent again.", retried
+                )
+                % {"count": retried},
+                messages.SUCCESS,
+            )
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d message skipped: only failed messages sent by the clinic can be retried.",
+                    "%(count)d messages skipped: only failed messages sent by the clinic can be retried.",
+                    skipped,
+                )
+                % {"count": skipped},
+                messages.WARNING,
+            )
 
 
 @admin.register(InboundEvent)
