@@ -23,14 +23,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_database_url() -> str:
+def suite_database_url() -> str:
     """DATABASE_URL of the suite's server with pytest-django's test database in the path."""
     url = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
     return urllib.parse.urlunsplit(url._replace(path="/" + settings.DATABASES["default"]["NAME"]))
 
 
 def process_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "cecilia.settings_test"}
+    env = {**os.environ, "DATABASE_URL": suite_database_url(), "DJANGO_SETTINGS_MODULE": "cecilia.settings_test"}
     env.update({"PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING", **extra})
     return env
 

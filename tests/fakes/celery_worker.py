@@ -17,15 +17,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from tests.processes import suite_database_url
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_database_url() -> str:
-    """The URL of the database pytest-django created (test_<name>), for processes outside the test."""
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    host = db.get("HOST") or "127.0.0.1"
-    return f"postgres://{auth}@{host}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
 class Worker:
@@ -35,7 +29,7 @@ class Worker:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.fakes.worker_settings",
             "ENV_FILE": os.devnull,  # a developer's .env must not steer the worker
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": suite_database_url(),
             "REDIS_URL": redis_url,
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "LOG_FORMAT": "console",
