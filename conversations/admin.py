@@ -136,6 +136,11 @@ class InboundEventAdmin(ReadOnlyAdminMixin, ClinicScopedAdmin):
     date_hierarchy = "received_at"
     search_fields = ("event_type", "dedupe_key")
 
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The raw body holds patients' messages and numbers as the provider sent them: staff read the conversation;
+        # only platform operators (superusers) read raw events, to debug an integration.
+        return () if request.user.is_superuser else ("payload",)
+
     @admin.display(description=_("error"), boolean=True)
     def has_error(self, obj: InboundEvent) -> bool:
         return bool(obj.error)

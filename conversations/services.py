@@ -130,7 +130,10 @@ def message_receive(*, clinic: Clinic, inbound: InboundMessage, event: InboundEv
             message = Message.objects.create(clinic=clinic, provider_message_id=inbound.provider_message_id, **fields)
     except IntegrityError:
         return None  # a concurrent delivery of the same message got there first
-    _conversation_touch(conversation, inbound=not inbound.from_me, at=sent_at, staff_took_over=inbound.from_me)
+    # A fromMe message during one of our sends may be its echo (a voice note's echo has no text to match): staff
+    # take over only when nothing of ours is on its way.
+    took_over = inbound.from_me and not _send_in_flight(conversation, exclude_id=message.pk)
+    _conversation_touch(conversation, inbound=not inbound.from_me, at=sent_at, staff_took_over=took_over)
     receipts_apply(clinic=clinic, provider_message_id=inbound.provider_message_id)
     if inbound.media is not None:
         # Fetched apart, after commit: a slow or failing download never holds back the text of the conversation.
@@ -138,6 +141,20 @@ def message_receive(*, clinic: Clinic, inbound: InboundMessage, event: InboundEv
 
         transaction.on_commit(lambda: message_media_fetch_enqueue(message.pk))
     return message
+
+
+def _send_in_flight(conversation: Conversation, *, exclude_id: int) -> bool:
+    return (
+        Message.objects.filter(
+            conversation=conversation,
+            direction=MessageDirection.OUTBOUND,
+            provider_message_id="",
+            send_started_at__isnull=False,
+        )
+        .filter(Q(status=MessageStatus.SENDING) | Q(status=MessageStatus.FAILED, error_code="unconfirmed"))
+        .exclude(pk=exclude_id)
+        .exists()
+    )
 
 
 def _text_of(inbound: InboundMessage) -> str:
@@ -214,10 +231,16 @@ def receipts_apply(*, clinic: Clinic, provider_message_id: str) -> None:
         return
     receipts = StatusReceipt.objects.filter(clinic=clinic, provider_message_id=provider_message_id)
     changed: set[str] = set()
+    was_failed = message.status == MessageStatus.FAILED
     for receipt in receipts.order_by("occurred_at"):
         changed |= _apply_receipt(message, receipt)
     if changed:
         message.save(update_fields=sorted(changed))
+    if message.status == MessageStatus.FAILED and not was_failed:
+        # WhatsApp refused it after accepting the send (Meta reports "not on WhatsApp" this way): staff must know.
+        from conversations.outbox.sending import conversation_flag_failed_send
+
+        conversation_flag_failed_send(conversation_id=message.conversation_id, now=timezone.now())
 
 
 def _apply_receipt(message: Message, receipt: StatusReceipt) -> set[str]:
@@ -260,10 +283,17 @@ def channel_state_record(*, clinic: Clinic, update: ConnectionUpdate | QrCodeUpd
             setattr(clinic, name, value)
 
 
+# A stored event that failed this many times is given up on (kept, with its error, for staff and for a fix).
+MAX_PROCESSING_ATTEMPTS = 10
+
+
 def pending_events(*, older_than: datetime.timedelta) -> Any:
-    """Stored events nobody processed (their enqueue was lost to a Redis outage or a crash)."""
+    """Stored events nobody processed (their enqueue was lost to a Redis outage or a crash), fewest attempts first:
+    a few events that keep failing never hold back the ones that were simply never tried."""
     cutoff = timezone.now() - older_than
-    return InboundEvent.objects.filter(Q(processed_at__isnull=True), received_at__lt=cutoff, attempts__lt=10)
+    return InboundEvent.objects.filter(Q(processed_at__isnull=True), received_at__lt=cutoff).order_by(
+        "attempts", "received_at"
+    )
 
 
 def inbound_event_process(*, event_id: int) -> None:
@@ -292,8 +322,18 @@ def inbound_event_process(*, event_id: int) -> None:
             event.processed_at = timezone.now()
             event.save(update_fields=["attempts", "error", "processed_at"])
             return
-        for item in parsed:
-            _dispatch(event, item)
+        try:
+            with transaction.atomic():  # a savepoint: a failure undoes this event's writes, not its bookkeeping
+                for item in parsed:
+                    _dispatch(event, item)
+        except Exception as exc:  # any bug or outage: record it, let the relay retry, never lose the event
+            # The type only: an error's text can quote a patient's message (LGPD).
+            event.error = f"attempt {event.attempts} failed: {type(exc).__name__}"
+            if event.attempts >= MAX_PROCESSING_ATTEMPTS:
+                event.processed_at = timezone.now()  # given up: staff see it, with its error, in the admin
+            event.save(update_fields=["attempts", "error", "processed_at"])
+            logger.error("Inbound event %s not processed (%s)", event.pk, type(exc).__name__)
+            return
         event.processed_at = timezone.now()
         event.error = ""
         event.save(update_fields=["attempts", "error", "processed_at"])

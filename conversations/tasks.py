@@ -13,8 +13,9 @@ from conversations import services
 logger = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, max_retries=5, default_retry_delay=10)
+@shared_task(acks_late=True)
 def inbound_event_process(event_id: int) -> None:
+    # Failures are recorded on the event and retried by the relay (services.inbound_event_process).
     services.inbound_event_process(event_id=event_id)
 
 
@@ -31,7 +32,7 @@ def inbound_events_relay() -> int:
     """Periodic (beat): enqueue stored events whose processing task was lost. Returns how many were enqueued."""
     # Not processed after this long: its task was lost (Redis outage, crash between commit and publish).
     older_than = datetime.timedelta(seconds=settings.WHATSAPP_RELAY_AFTER_SECONDS)
-    pending = services.pending_events(older_than=older_than).order_by("received_at")
+    pending = services.pending_events(older_than=older_than)
     ids = list(pending.values_list("pk", flat=True)[:500])
     for event_id in ids:
         inbound_event_process.delay(event_id)

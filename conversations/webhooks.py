@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, DataError, transaction
 from django.http import HttpResponse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
@@ -45,7 +45,10 @@ class _Rejected(Exception):
 
 def _read_json(request: Request) -> tuple[bytes, Any]:
     limit = settings.WHATSAPP_WEBHOOK_MAX_BYTES
-    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
     # Read the stream ourselves: the raw bytes are what Meta signs, and Django's own body limit (made for forms)
     # would turn a large media webhook into a 400.
     raw = request._request.read(limit + 1) if declared <= limit else b""
@@ -60,6 +63,10 @@ def _read_json(request: Request) -> tuple[bytes, Any]:
         )
     try:
         return raw, json.loads(raw)
+    except RecursionError:
+        raise _Rejected(
+            api_error("parse_error", _("The webhook body is not valid JSON."), status.HTTP_400_BAD_REQUEST)
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _Rejected(
             api_error(
@@ -82,16 +89,32 @@ class WhatsAppWebhook(APIView):
     def instances(self, payload: Any) -> list[str]:
         raise NotImplementedError
 
+    def payload_for(self, clinic: Clinic, payload: Any) -> Any:
+        """The part of the body that is this clinic's business (all of it, unless the provider batches clinics)."""
+        return payload
+
     def post(self, request: Request, suffix: str = "") -> Response:
         try:
             raw, payload = _read_json(request)
-            names = self.instances(payload)
-            clinics = [self._clinic(name) for name in names]
-            results = [self._accept(clinic, raw, request.headers, payload) for clinic in clinics]
+            clinics = self._clinics(self.instances(payload))
+            # Every clinic named in the body must authenticate before anything is stored.
+            for clinic in clinics:
+                self._authenticate(clinic, raw, request.headers, payload)
+            with transaction.atomic():
+                results = [self._store(clinic, self.payload_for(clinic, payload)) for clinic in clinics]
         except _Rejected as rejected:
             return rejected.response
-        except DatabaseError:
-            logger.exception("Webhook not stored: database unavailable", extra={"provider": self.provider})
+        except DataError as exc:
+            # Valid JSON PostgreSQL will not keep (a NUL character in a text): the provider must not retry it.
+            logger.warning("Webhook refused: data the database cannot store (%s)", type(exc.__cause__).__name__)
+            return api_error(
+                "malformed_payload",
+                _("The webhook body holds data that cannot be stored."),
+                status.HTTP_400_BAD_REQUEST,
+            )
+        except DatabaseError as exc:
+            # The type only: a database error's text can quote the row, i.e. a patient's message.
+            logger.error("Webhook not stored: database unavailable (%s)", type(exc).__name__)
             return api_error(
                 "service_unavailable",
                 _("Temporarily unavailable, retry later."),
@@ -100,17 +123,17 @@ class WhatsAppWebhook(APIView):
             )
         return Response({"status": "ok", "results": results})
 
-    def _clinic(self, instance: str) -> Clinic:
-        clinic = clinic_for_instance(self.provider, instance)
-        if clinic is None:
+    def _clinics(self, instances: list[str]) -> list[Clinic]:
+        clinics = [clinic for name in instances if (clinic := clinic_for_instance(self.provider, name))]
+        if not clinics:
             raise _Rejected(
                 api_error("unknown_instance", _("No clinic uses this WhatsApp channel."), status.HTTP_404_NOT_FOUND)
             )
-        return clinic
+        # A batch may also speak for numbers no clinic here uses: those parts are acknowledged and dropped.
+        return clinics
 
-    def _accept(self, clinic: Clinic, raw: bytes, headers: Any, payload: Any) -> str:
-        provider = channel_provider(clinic)
-        if not provider.verify_webhook(raw, headers, payload):
+    def _authenticate(self, clinic: Clinic, raw: bytes, headers: Any, payload: Any) -> None:
+        if not channel_provider(clinic).verify_webhook(raw, headers, payload):
             logger.warning(
                 "Webhook refused: bad credentials", extra={"clinic_id": clinic.pk, "provider": self.provider}
             )
@@ -119,6 +142,9 @@ class WhatsAppWebhook(APIView):
                     "not_authenticated", _("Webhook credentials are missing or wrong."), status.HTTP_401_UNAUTHORIZED
                 )
             )
+
+    def _store(self, clinic: Clinic, payload: Any) -> str:
+        provider = channel_provider(clinic)
         try:
             # Parsed here only to refuse what the task could never process (400: the provider stops retrying);
             # the task parses again from the stored row.
@@ -132,17 +158,16 @@ class WhatsAppWebhook(APIView):
             # Group chats, stories, newsletters and events Cecilia does not use: acknowledged, never stored (they
             # carry other people's data and nothing to do).
             return "ignored"
-        with transaction.atomic():
-            stored = inbound_event_store(
-                clinic=clinic,
-                provider=self.provider,
-                event_type=_event_type(payload),
-                dedupe_key=identity,
-                payload=_without_credentials(payload),
-            )
-            if stored is None:
-                return "duplicate"
-            transaction.on_commit(lambda: inbound_event_enqueue(stored.pk))
+        stored = inbound_event_store(
+            clinic=clinic,
+            provider=self.provider,
+            event_type=_event_type(payload),
+            dedupe_key=identity,
+            payload=_without_credentials(payload),
+        )
+        if stored is None:
+            return "duplicate"
+        transaction.on_commit(lambda: inbound_event_enqueue(stored.pk))
         return "stored"
 
 
@@ -198,6 +223,22 @@ class MetaWebhook(WhatsAppWebhook):
                 )
             )
         return sorted(set(ids))
+
+    def payload_for(self, clinic: Clinic, payload: Any) -> Any:
+        """Only this clinic's changes: one Meta app may batch several clinics' numbers, and each clinic keeps (and
+        its staff may read) nothing of another's patients."""
+        entries = []
+        for entry in payload.get("entry") or []:
+            changes = [
+                change
+                for change in (entry.get("changes") or [])
+                if isinstance(change, dict)
+                and str(((change.get("value") or {}).get("metadata") or {}).get("phone_number_id"))
+                == clinic.whatsapp_instance
+            ]
+            if changes:
+                entries.append({**entry, "changes": changes})
+        return {**payload, "entry": entries}
 
     def get(self, request: Request) -> HttpResponse | Response:
         mode = request.query_params.get("hub.mode", "")

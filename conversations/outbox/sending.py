@@ -15,7 +15,7 @@ import os
 import httpx
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Case, Exists, F, OuterRef, Q, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -367,7 +367,8 @@ def message_echo_adopt(
                 send_started_at__isnull=False,
             )
             .filter(Q(status=MessageStatus.SENDING) | Q(status=MessageStatus.FAILED, error_code=UNCONFIRMED))
-            .order_by("pk")
+            # The send in flight first: an older unconfirmed row with the same words must not take its id.
+            .order_by(Case(When(status=MessageStatus.SENDING, then=0), default=1), "pk")
             .first()
         )
         if row is None:

@@ -444,3 +444,122 @@ def test_the_echo_of_our_own_send_confirms_it_instead_of_looking_like_staff(clie
     assert Message.objects.filter(direction="out").count() == 1
     conversation.refresh_from_db()
     assert conversation.owner == "ai"  # the assistant is not paused by its own message
+
+
+# --- review findings: batches, failures, odd bodies ---------------------------------------------------------------
+
+
+@pytest.fixture
+def meta_clinic_b(db):
+    return factories.clinic(
+        whatsapp_provider="meta",
+        whatsapp_instance="109876543210987",
+        whatsapp_api_key="EAAG-token-b",
+        whatsapp_webhook_secret=META_SECRET,
+        whatsapp_verify_token="token-b",
+    )
+
+
+@pytest.mark.django_db
+def test_a_meta_batch_for_two_clinics_keeps_each_clinics_part_apart(client, meta_clinic, meta_clinic_b):
+    raw = (FIXTURES / "meta" / "two_phone_numbers.json").read_bytes()
+    assert meta_post(client, raw).status_code == 200
+    for clinic, other in ((meta_clinic, meta_clinic_b), (meta_clinic_b, meta_clinic)):
+        stored = json.dumps(InboundEvent.objects.get(clinic=clinic).payload)
+        assert clinic.whatsapp_instance in stored
+        assert other.whatsapp_instance not in stored
+    process_all()
+    assert {m.clinic_id for m in Message.objects.all()} == {meta_clinic.pk, meta_clinic_b.pk}
+    assert all(m.conversation.patient.clinic_id == m.clinic_id for m in Message.objects.all())
+
+
+@pytest.mark.django_db
+def test_a_meta_batch_also_naming_an_unknown_number_still_stores_the_known_clinics_part(client, meta_clinic):
+    raw = (FIXTURES / "meta" / "two_phone_numbers.json").read_bytes()
+    assert meta_post(client, raw).status_code == 200
+    assert InboundEvent.objects.filter(clinic=meta_clinic).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_meta_batch_is_refused_whole_when_one_clinic_does_not_authenticate(client, meta_clinic, meta_clinic_b):
+    meta_clinic_b.whatsapp_webhook_secret = "segredo-de-outro-app"
+    meta_clinic_b.save()
+    raw = (FIXTURES / "meta" / "two_phone_numbers.json").read_bytes()
+    _refused(meta_post(client, raw), 401, "not_authenticated")
+
+
+@pytest.mark.django_db
+def test_a_text_the_database_cannot_keep_is_a_400_and_never_reaches_the_logs(client, clinic, caplog):
+    body = evolution("2.3.7/messages_upsert_text.json")
+    body["data"]["message"]["conversation"] = "oi\u0000segredo do paciente"
+    response = post(client, body)
+    _refused(response, 400, "malformed_payload")
+    assert "segredo do paciente" not in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_deeply_nested_body_is_a_400_not_a_crash(client, clinic):
+    _refused(post(client, None, raw=b"[" * 200_000), 400, "parse_error")
+
+
+@pytest.mark.django_db
+def test_an_event_that_keeps_failing_is_recorded_retried_and_finally_given_up_for_staff(client, clinic, monkeypatch):
+    from conversations import services
+
+    post(client, evolution("2.3.7/messages_upsert_text.json"))
+    event = InboundEvent.objects.get()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug with the patient's text in it: oi")
+
+    monkeypatch.setattr(services, "_dispatch", broken)
+    for attempt in range(1, services.MAX_PROCESSING_ATTEMPTS + 1):
+        inbound_event_process(event_id=event.pk)
+        event.refresh_from_db()
+        assert event.attempts == attempt
+        assert event.error == f"attempt {attempt} failed: RuntimeError"  # the type, never the text
+    assert event.processed_at is not None  # given up: no longer retried, visible with its error
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_whatsapp_refusing_a_sent_message_flags_the_conversation_for_staff(client, clinic):
+    from django.utils import timezone
+
+    from conversations.models import Conversation
+
+    post(client, evolution("2.3.7/messages_upsert_text.json"))
+    process_all()
+    conversation = Conversation.objects.get()
+    refused = evolution("2.3.6/messages_update_error.json")
+    refused["instance"], refused["apikey"] = INSTANCE, TOKEN
+    refused["data"]["remoteJid"] = "5511987654321@s.whatsapp.net"
+    Message.objects.create(
+        clinic=clinic,
+        conversation=conversation,
+        direction="out",
+        author="ai",
+        status="sent",
+        text="Olá!",
+        provider_message_id=refused["data"]["keyId"],
+        sent_at=timezone.now(),
+    )
+    post(client, refused)
+    process_all()
+    assert Message.objects.get(direction="out").status == "failed"
+    conversation.refresh_from_db()
+    assert (conversation.needs_attention, conversation.attention_reason) == (True, "failed_send")
+
+
+@pytest.mark.django_db
+def test_managers_read_a_stored_event_without_its_raw_body(client, clinic):
+    from cecilia.models import StaffRole
+
+    manager = factories.staff_user(clinic, role=StaffRole.MANAGER)
+    post(client, evolution("2.3.7/messages_upsert_text.json"))
+    client.force_login(manager)
+    from django.urls import reverse
+
+    page = client.get(reverse("admin:conversations_inboundevent_change", args=[InboundEvent.objects.get().pk]))
+    assert page.status_code == 200
+    assert "Campinas" not in page.content.decode()
