@@ -37,14 +37,15 @@ from integrations.whatsapp.meta_cloud import MetaCloudProvider
 
 logger = logging.getLogger(__name__)
 
+META_MAX_BODY_BYTES = 3 * 1024 * 1024
+
 
 class _Rejected(Exception):
     def __init__(self, response: Response) -> None:
         self.response = response
 
 
-def _read_json(request: Request) -> tuple[bytes, Any]:
-    limit = settings.WHATSAPP_WEBHOOK_MAX_BYTES
+def _read_json(request: Request, limit: int) -> tuple[bytes, Any]:
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -93,9 +94,13 @@ class WhatsAppWebhook(APIView):
         """The part of the body that is this clinic's business (all of it, unless the provider batches clinics)."""
         return payload
 
+    def max_body_bytes(self) -> int:
+        """The body is read and parsed before the sender is known: keep it to what the provider can send."""
+        return settings.WHATSAPP_WEBHOOK_MAX_BYTES
+
     def post(self, request: Request, suffix: str = "") -> Response:
         try:
-            raw, payload = _read_json(request)
+            raw, payload = _read_json(request, self.max_body_bytes())
             clinics = self._clinics(self.instances(payload))
             # Every clinic named in the body must authenticate before anything is stored.
             for clinic in clinics:
@@ -223,6 +228,10 @@ class MetaWebhook(WhatsAppWebhook):
                 )
             )
         return sorted(set(ids))
+
+    def max_body_bytes(self) -> int:
+        # Meta sends media by id, never inline; its webhook bodies stay under 3 MB.
+        return min(settings.WHATSAPP_WEBHOOK_MAX_BYTES, META_MAX_BODY_BYTES)
 
     def payload_for(self, clinic: Clinic, payload: Any) -> Any:
         """Only this clinic's changes: one Meta app may batch several clinics' numbers, and each clinic keeps (and

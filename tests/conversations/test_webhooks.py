@@ -563,3 +563,12 @@ def test_managers_read_a_stored_event_without_its_raw_body(client, clinic):
     page = client.get(reverse("admin:conversations_inboundevent_change", args=[InboundEvent.objects.get().pk]))
     assert page.status_code == 200
     assert "Campinas" not in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_meta_bodies_are_capped_well_below_evolutions_inline_media_limit(client, meta_clinic):
+    from conversations.webhooks import META_MAX_BODY_BYTES
+
+    body = json.loads((FIXTURES / "meta" / "text_inbound.json").read_text())
+    body["padding"] = "x" * (META_MAX_BODY_BYTES + 1)
+    _refused(meta_post(client, json.dumps(body).encode()), 413, "payload_too_large")
