@@ -25,6 +25,7 @@ from conversations.models import (
     MessageStatus,
     StatusReceipt,
 )
+from conversations.outbox.sending import conversation_flag_failed_send, message_echo_adopt, sends_in_flight
 from integrations.whatsapp.base import (
     ConnectionUpdate,
     DeliveryStatus,
@@ -94,15 +95,12 @@ def message_receive(*, clinic: Clinic, inbound: InboundMessage, event: InboundEv
         whatsapp_name="" if inbound.from_me else inbound.sender_name,
     )
     conversation = _conversation_for(clinic, patient)
-    if inbound.from_me:
-        from conversations.outbox import message_echo_adopt
-
-        # The echo of our own send whose answer has not reached us (or was lost with a dead worker): it proves the
-        # message left, so that row is confirmed — it is not a message staff typed on the phone.
-        if message_echo_adopt(
-            conversation=conversation, provider_message_id=inbound.provider_message_id, text=_text_of(inbound)
-        ):
-            return None
+    # The echo of our own send whose answer has not reached us (or was lost with a dead worker): it proves the
+    # message left, so that row is confirmed — it is not a message staff typed on the phone.
+    if inbound.from_me and message_echo_adopt(
+        conversation=conversation, provider_message_id=inbound.provider_message_id, text=_text_of(inbound)
+    ):
+        return None
     sent_at = inbound.timestamp or timezone.now()
     fields = {
         "conversation": conversation,
@@ -132,7 +130,7 @@ def message_receive(*, clinic: Clinic, inbound: InboundMessage, event: InboundEv
         return None  # a concurrent delivery of the same message got there first
     # A fromMe message during one of our sends may be its echo (a voice note's echo has no text to match): staff
     # take over only when nothing of ours is on its way.
-    took_over = inbound.from_me and not _send_in_flight(conversation, exclude_id=message.pk)
+    took_over = inbound.from_me and not sends_in_flight(conversation=conversation).exclude(pk=message.pk).exists()
     _conversation_touch(conversation, inbound=not inbound.from_me, at=sent_at, staff_took_over=took_over)
     receipts_apply(clinic=clinic, provider_message_id=inbound.provider_message_id)
     if inbound.media is not None:
@@ -141,20 +139,6 @@ def message_receive(*, clinic: Clinic, inbound: InboundMessage, event: InboundEv
 
         transaction.on_commit(lambda: message_media_fetch_enqueue(message.pk))
     return message
-
-
-def _send_in_flight(conversation: Conversation, *, exclude_id: int) -> bool:
-    return (
-        Message.objects.filter(
-            conversation=conversation,
-            direction=MessageDirection.OUTBOUND,
-            provider_message_id="",
-            send_started_at__isnull=False,
-        )
-        .filter(Q(status=MessageStatus.SENDING) | Q(status=MessageStatus.FAILED, error_code="unconfirmed"))
-        .exclude(pk=exclude_id)
-        .exists()
-    )
 
 
 def _text_of(inbound: InboundMessage) -> str:
@@ -238,8 +222,6 @@ def receipts_apply(*, clinic: Clinic, provider_message_id: str) -> None:
         message.save(update_fields=sorted(changed))
     if message.status == MessageStatus.FAILED and not was_failed:
         # WhatsApp refused it after accepting the send (Meta reports "not on WhatsApp" this way): staff must know.
-        from conversations.outbox.sending import conversation_flag_failed_send
-
         conversation_flag_failed_send(conversation_id=message.conversation_id, now=timezone.now())
 
 

@@ -15,7 +15,7 @@ import os
 import httpx
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, When
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -345,6 +345,17 @@ def _after_commit_send_next(message: Message) -> None:
     transaction.on_commit(lambda: tasks.message_send_enqueue(next_id, countdown=delay))
 
 
+def sends_in_flight(*, conversation: Conversation) -> QuerySet[Message]:
+    """Our sends to this chat that may have reached WhatsApp without our knowing their id yet: started, not answered
+    (or cut off and marked unconfirmed). A `fromMe` message meanwhile may be the echo of one of them."""
+    return Message.objects.filter(
+        conversation=conversation,
+        direction=MessageDirection.OUTBOUND,
+        provider_message_id="",
+        send_started_at__isnull=False,
+    ).filter(Q(status=MessageStatus.SENDING) | Q(status=MessageStatus.FAILED, error_code=UNCONFIRMED))
+
+
 def message_echo_adopt(
     *, conversation: Conversation, provider_message_id: str, text: str, now: datetime.datetime | None = None
 ) -> Message | None:
@@ -358,15 +369,9 @@ def message_echo_adopt(
     now = now or timezone.now()
     with transaction.atomic():
         row = (
-            Message.objects.select_for_update()
-            .filter(
-                conversation=conversation,
-                direction=MessageDirection.OUTBOUND,
-                provider_message_id="",
-                text=text,
-                send_started_at__isnull=False,
-            )
-            .filter(Q(status=MessageStatus.SENDING) | Q(status=MessageStatus.FAILED, error_code=UNCONFIRMED))
+            sends_in_flight(conversation=conversation)
+            .select_for_update()
+            .filter(text=text)
             # The send in flight first: an older unconfirmed row with the same words must not take its id.
             .order_by(Case(When(status=MessageStatus.SENDING, then=0), default=1), "pk")
             .first()
