@@ -269,7 +269,3 @@ class ClinicScopedInlineMixin(_ScopedFormFieldsMixin):
 
 class ClinicScopedTabularInline(ClinicScopedInlineMixin, admin.TabularInline):
     exclude = ("clinic",)
-
-
-class ClinicScopedStackedInline(ClinicScopedInlineMixin, admin.StackedInline):
-    exclude = ("clinic",)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
 
-from cecilia.models import Clinic, StaffMembership
+from cecilia.models import StaffMembership
 from cecilia.roles import role_allows
 
 _CACHE_ATTR = "_cecilia_clinic_roles"
@@ -45,8 +44,3 @@ def clinic_ids_allowing(
     if roles is None:
         return None
     return frozenset(cid for cid, role in roles.items() if role_allows(role, action, app_label, model_name))
-
-
-def clinics_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Clinic]:
-    ids = clinic_ids_for_user(user)
-    return Clinic.objects.all() if ids is None else Clinic.objects.filter(pk__in=ids)

@@ -23,7 +23,3 @@ def normalize_cpf(raw: str) -> str:
     if _check_digit(digits[:9]) != digits[9] or _check_digit(digits[:10]) != digits[10]:
         raise ValidationError(_("This CPF is not valid: its check digits do not match."), code="invalid_cpf")
     return digits
-
-
-def format_cpf(digits: str) -> str:
-    return f"{digits[:3]}.{digits[3:6]}.{digits[6:9]}-{digits[9:]}" if len(digits) == 11 else digits

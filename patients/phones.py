@@ -74,11 +74,3 @@ def format_phone_for_display(e164: str) -> str:
         return phonenumbers.format_number(phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     except phonenumbers.NumberParseException:
         return e164
-
-
-def mask_phone(e164: str) -> str:
-    """`+5511987654321` → `…4321`: enough to tell two numbers apart in a log or a list, no more."""
-    digits = re.sub(r"\D", "", e164)
-    if len(digits) < 4:
-        return "****"
-    return f"…{digits[-4:]}"
