@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import RangeOperators
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils.formats import date_format
@@ -121,6 +121,37 @@ class Clinic(models.Model):
     channel_state_since = models.DateTimeField(_("connection state since"), null=True, blank=True)
     channel_phone = models.CharField(_("connected number"), max_length=20, blank=True)
 
+    # Booking policy: what the assistant may book or cancel on its own. Staff in the admin are not bound by it.
+    booking_min_notice_minutes = models.PositiveIntegerField(
+        _("minimum notice (minutes)"),
+        default=120,
+        validators=[MaxValueValidator(60 * 24 * 30)],
+        help_text=_("Patients cannot book a slot that starts sooner than this."),
+    )
+    booking_horizon_days = models.PositiveSmallIntegerField(
+        _("booking horizon (days)"),
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(730)],
+        help_text=_("How far ahead patients can book."),
+    )
+    cancellation_notice_hours = models.PositiveSmallIntegerField(
+        _("cancellation notice (hours)"),
+        default=24,
+        validators=[MaxValueValidator(24 * 30)],
+        help_text=_("Later than this before the appointment, a patient's cancellation goes to staff."),
+    )
+    slot_hold_minutes = models.PositiveSmallIntegerField(
+        _("slot hold (minutes)"),
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(60)],
+        help_text=_("A slot offered to a patient who is still choosing is kept for them this long."),
+    )
+    open_on_holidays = models.BooleanField(
+        _("open on public holidays"),
+        default=False,
+        help_text=_("Off: no appointments on national holidays and on the holidays of the clinic's state."),
+    )
+
     # The assistant.
     ai_enabled = models.BooleanField(_("assistant answers patients"), default=True)
     assistant_name = models.CharField(_("assistant name"), max_length=40, default="Cecília")
@@ -206,11 +237,19 @@ class BusinessHours(models.Model):
 
 
 class ClosedDate(models.Model):
-    """A day the whole clinic is closed (recess, local holiday not in the calendar, works)."""
+    """A day the whole clinic is closed: a recess, works, or a city holiday (`every_year`).
+
+    National and state holidays come from the `holidays` library unless the clinic opens on holidays.
+    """
 
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="closed_dates", verbose_name=_("clinic"))
     date = models.DateField(_("date"))
     reason = models.CharField(_("reason"), max_length=120, blank=True)
+    every_year = models.BooleanField(
+        _("every year"),
+        default=False,
+        help_text=_("Closed on this day and month every year, e.g. a city holiday."),
+    )
 
     class Meta:
         verbose_name = _("closed date")

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "patients",
     "scheduling",
     "conversations",
+    "integrations",
 ]
 
 MIDDLEWARE = [

@@ -193,7 +193,7 @@ class AppointmentPeriodFilter(admin.SimpleListFilter):
         return queryset
 
 
-# Who created and changed the appointment, and its calendar twin: written by Cecilia, shown to staff.
+# Who created and changed the appointment: written by Cecilia, shown to staff.
 _RECORD_FIELDS = (
     "created_at",
     "created_by_kind",
@@ -201,7 +201,6 @@ _RECORD_FIELDS = (
     "updated_at",
     "updated_by_kind",
     "updated_by_user",
-    "calendar_event_id",
 )
 
 

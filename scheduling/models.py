@@ -80,6 +80,25 @@ class Service(models.Model):
     professionals = models.ManyToManyField(
         Professional, blank=True, related_name="services", verbose_name=_("professionals who perform it")
     )
+    buffer_before_minutes = models.PositiveSmallIntegerField(
+        _("buffer before (minutes)"),
+        default=0,
+        validators=[MaxValueValidator(240)],
+        help_text=_("Free time the professional needs before it (set-up)."),
+    )
+    buffer_after_minutes = models.PositiveSmallIntegerField(
+        _("buffer after (minutes)"),
+        default=0,
+        validators=[MaxValueValidator(240)],
+        help_text=_("Free time the professional needs after it (cleaning, notes)."),
+    )
+    slot_interval_minutes = models.PositiveSmallIntegerField(
+        _("offer a slot every (minutes)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(5), MaxValueValidator(240)],
+        help_text=_("Empty: every slot starts where the previous one could end (the service's duration)."),
+    )
     active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -107,6 +126,17 @@ class Service(models.Model):
                 violation_error_message=_("The price cannot be negative."),
             ),
             models.CheckConstraint(condition=~Q(name=""), name="service_name_not_empty"),
+            models.CheckConstraint(
+                condition=Q(buffer_before_minutes__lte=240, buffer_after_minutes__lte=240),
+                name="service_buffers_range",
+                violation_error_message=_("A buffer is at most 240 minutes."),
+            ),
+            models.CheckConstraint(
+                condition=Q(slot_interval_minutes__isnull=True)
+                | Q(slot_interval_minutes__gte=5, slot_interval_minutes__lte=240),
+                name="service_slot_interval_range",
+                violation_error_message=_("Slots are offered every 5 to 240 minutes."),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -231,7 +261,6 @@ class Appointment(ClinicOwnedModel):
     source = models.CharField(_("source"), max_length=20, choices=AppointmentSource.choices)
     notes = models.TextField(_("notes"), blank=True)
     cancellation_reason = models.CharField(_("cancellation reason"), max_length=200, blank=True)
-    calendar_event_id = models.CharField(_("calendar event id"), max_length=1024, blank=True, editable=False)
 
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     created_by_kind = models.CharField(_("created by"), max_length=10, choices=ActorKind.choices)
@@ -259,6 +288,7 @@ class Appointment(ClinicOwnedModel):
         verbose_name_plural = _("appointments")
         ordering = ["start"]
         constraints = [
+            models.UniqueConstraint(fields=["id", "clinic"], name="appointment_id_clinic_unique"),
             models.CheckConstraint(
                 condition=Q(end__gt=F("start")),
                 name="appointment_end_after_start",
@@ -322,3 +352,92 @@ class Appointment(ClinicOwnedModel):
         if self.end is None and self.start is not None and self.service_id is not None:
             self.end = self.start + datetime.timedelta(minutes=self.service.duration_minutes)
         super().clean_fields(exclude)
+
+
+class AppointmentAction(models.TextChoices):
+    BOOKED = "booked", _("Booked")
+    RESCHEDULED = "rescheduled", _("Rescheduled")
+    CANCELLED = "cancelled", _("Cancelled")
+    CONFIRMED = "confirmed", _("Confirmed")
+    NO_SHOW = "no_show", _("Marked as no-show")
+    COMPLETED = "completed", _("Completed")
+    EDITED = "edited", _("Edited")
+
+
+class AppointmentChange(ClinicOwnedModel):
+    """One change to an appointment: who made it, when, and the fields before and after. Never edited."""
+
+    same_clinic_fields = ("appointment",)
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+", verbose_name=_("clinic"))
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.CASCADE, related_name="changes", verbose_name=_("appointment")
+    )
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    action = models.CharField(_("action"), max_length=20, choices=AppointmentAction.choices)
+    actor_kind = models.CharField(_("by"), max_length=10, choices=ActorKind.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("staff user"),
+    )
+    # Only the appointment's own fields (ids, times, status), never message text or health data.
+    before = models.JSONField(_("before"), default=dict, blank=True)
+    after = models.JSONField(_("after"), default=dict, blank=True)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("appointment change")
+        verbose_name_plural = _("appointment changes")
+        ordering = ["appointment", "at", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(action__in=AppointmentAction.values), name="appointment_change_action"),
+            models.CheckConstraint(
+                condition=Q(actor_kind=ActorKind.STAFF) | Q(actor_user__isnull=True),
+                name="appointment_change_user_is_staff",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} — {date_format(timezone.localtime(self.at), 'SHORT_DATETIME_FORMAT')}"
+
+
+class SlotHold(ClinicOwnedModel):
+    """A slot offered to a patient who is still choosing, kept from everyone else until `expires_at`.
+
+    Expired rows are simply ignored by availability and booking (and swept later); nothing has to run on time.
+    """
+
+    same_clinic_fields = ("professional", "service", "patient")
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+", verbose_name=_("clinic"))
+    professional = models.ForeignKey(
+        Professional, on_delete=models.CASCADE, related_name="holds", verbose_name=_("professional")
+    )
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="+", verbose_name=_("service"))
+    patient = models.ForeignKey(
+        Patient, on_delete=models.CASCADE, null=True, blank=True, related_name="+", verbose_name=_("patient")
+    )
+    # Who is choosing, as the caller names it (e.g. "conversation:42"): their own holds never block them.
+    holder = models.CharField(_("held for"), max_length=80)
+    token = models.UUIDField(_("hold code"), unique=True, editable=False)
+    start = models.DateTimeField(_("start"))
+    end = models.DateTimeField(_("end"))
+    expires_at = models.DateTimeField(_("expires at"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("slot hold")
+        verbose_name_plural = _("slot holds")
+        ordering = ["start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="slot_hold_end_after_start"),
+            models.CheckConstraint(condition=~Q(holder=""), name="slot_hold_holder_not_empty"),
+        ]
+        indexes = [models.Index(fields=["professional", "expires_at"], name="slot_hold_professional_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.professional} {date_format(timezone.localtime(self.start), 'SHORT_DATETIME_FORMAT')}"

@@ -58,8 +58,8 @@ def test_a_raw_sql_insert_cannot_double_book_either(agenda):
             """
             INSERT INTO scheduling_appointment
                 (clinic_id, patient_id, professional_id, service_id, start, "end", status, source, notes,
-                 cancellation_reason, calendar_event_id, created_at, created_by_kind, updated_at, updated_by_kind)
-            VALUES (%s, %s, %s, %s, %s, %s, 'confirmed', 'api', '', '', '', now(), 'system', now(), 'system')
+                 cancellation_reason, created_at, created_by_kind, updated_at, updated_by_kind)
+            VALUES (%s, %s, %s, %s, %s, %s, 'confirmed', 'api', '', '', now(), 'system', now(), 'system')
             """,
             [
                 first.clinic_id,
