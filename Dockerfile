@@ -20,5 +20,5 @@ RUN DEBUG=0 SECRET_KEY=build-only ALLOWED_HOSTS=build DATABASE_URL=postgres://bu
 
 USER cecilia
 EXPOSE 8000
-# -v 0: daphne's own access log is unmasked; cecilia.access logs each request instead.
-CMD ["daphne", "-v", "0", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "cecilia.asgi:application"]
+# HTTP through gunicorn's threads (cecilia/gunicorn_conf.py: one worker per core, WEB_WORKERS / WEB_THREADS).
+CMD ["gunicorn", "-c", "python:cecilia.gunicorn_conf", "cecilia.wsgi:application"]

@@ -123,7 +123,8 @@ ASGI_APPLICATION = "cecilia.asgi.application"
 
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 # 0: a connection per request. Under ASGI (daphne) persistent connections are not returned between requests and pile
-# up until PostgreSQL's limit; put PgBouncer in front for connection reuse (see the README).
+# up until PostgreSQL's limit. The production web server (gunicorn, cecilia/gunicorn_conf.py) has a fixed set of
+# threads and defaults this to 60.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})

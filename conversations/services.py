@@ -6,11 +6,12 @@ times, or a task run twice after a worker crash, has one effect (Invariant 1).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -59,9 +60,13 @@ _RECEIPT_STATUS = {
 def inbound_event_store(
     *, clinic: Clinic, provider: str, event_type: str, dedupe_key: str, payload: Any
 ) -> InboundEvent | None:
-    """Keep a verified webhook body as received. None when the same event was already stored (a redelivery)."""
+    """Keep a verified webhook body as received. None when the same event was already stored (a redelivery).
+
+    In autocommit this is one INSERT (the webhook's hot path); inside a caller's transaction a savepoint keeps a
+    duplicate's IntegrityError from breaking it.
+    """
     try:
-        with transaction.atomic():
+        with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
             return InboundEvent.objects.create(
                 clinic=clinic,
                 provider=provider,

@@ -13,6 +13,7 @@ Error bodies are `{code, message, details, correlation_id}` (cecilia.api).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -33,6 +34,7 @@ from conversations.channel import channel_provider, clinic_for_instance
 from conversations.services import inbound_event_store
 from conversations.tasks import inbound_event_enqueue
 from integrations.whatsapp.base import Ignored, MalformedPayload
+from integrations.whatsapp.base import WhatsAppProvider as Provider
 from integrations.whatsapp.meta_cloud import MetaCloudProvider
 
 logger = logging.getLogger(__name__)
@@ -102,11 +104,17 @@ class WhatsAppWebhook(APIView):
         try:
             raw, payload = _read_json(request, self.max_body_bytes())
             clinics = self._clinics(self.instances(payload))
-            # Every clinic named in the body must authenticate before anything is stored.
+            # Every clinic named in the body must authenticate before anything is stored. One adapter per clinic
+            # for the whole request: building it decrypts the clinic's secrets.
+            providers = {clinic.pk: channel_provider(clinic) for clinic in clinics}
             for clinic in clinics:
-                self._authenticate(clinic, raw, request.headers, payload)
-            with transaction.atomic():
-                results = [self._store(clinic, self.payload_for(clinic, payload)) for clinic in clinics]
+                self._authenticate(clinic, providers[clinic.pk], raw, request.headers, payload)
+            # One clinic (nearly every webhook): its single INSERT commits on its own. A batch for several clinics
+            # (Meta) is stored all or nothing, so a retry never finds half of it.
+            with transaction.atomic() if len(clinics) > 1 else contextlib.nullcontext():
+                results = [
+                    self._store(clinic, providers[clinic.pk], self.payload_for(clinic, payload)) for clinic in clinics
+                ]
         except _Rejected as rejected:
             return rejected.response
         except DataError as exc:
@@ -137,8 +145,8 @@ class WhatsAppWebhook(APIView):
         # A batch may also speak for numbers no clinic here uses: those parts are acknowledged and dropped.
         return clinics
 
-    def _authenticate(self, clinic: Clinic, raw: bytes, headers: Any, payload: Any) -> None:
-        if not channel_provider(clinic).verify_webhook(raw, headers, payload):
+    def _authenticate(self, clinic: Clinic, provider: Provider, raw: bytes, headers: Any, payload: Any) -> None:
+        if not provider.verify_webhook(raw, headers, payload):
             logger.warning(
                 "Webhook refused: bad credentials", extra={"clinic_id": clinic.pk, "provider": self.provider}
             )
@@ -148,8 +156,7 @@ class WhatsAppWebhook(APIView):
                 )
             )
 
-    def _store(self, clinic: Clinic, payload: Any) -> str:
-        provider = channel_provider(clinic)
+    def _store(self, clinic: Clinic, provider: Provider, payload: Any) -> str:
         try:
             # Parsed here only to refuse what the task could never process (400: the provider stops retrying);
             # the task parses again from the stored row.

@@ -3,13 +3,14 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cecilia_bench_webhook REDIS_URL=redis://127.0.0.1:6379 \\
         .venv/bin/python -m bench.webhook [--duration 15] [--warmup 5] [--connections 100] [--low-connections 10]
 
-Starts daphne on a free loopback port the way `make run` does (one process, `-v 0`, `cecilia.asgi:application`),
-with DEBUG off, the bench's database, Redis database `--redis-db` (default 11; flushed before and after, nothing else
-is touched) and `bench.webhook.settings` (the product's settings with a urlconf that adds a bare view). A bench
-clinic (Evolution instance, webhook secret, API key, set through the ORM) receives distinct `messages.upsert`
-webhooks (the 2.3.7 text fixture, a new message id per request) authenticated with the static secret header: each
-one verified, stored as an InboundEvent and its task published to Redis on commit. No Celery worker runs: the tasks
-wait in Redis, where the bench counts them. The bare view gets the same POSTs and answers "ok".
+Starts the production web server on a free loopback port: gunicorn with `cecilia/gunicorn_conf.py` (gthread, one
+worker per core, 4 threads, `cecilia.wsgi`), or with `--server daphne` daphne as `make run` starts it (`-v 0`,
+`cecilia.asgi:application`), with DEBUG off, the bench's database, Redis database `--redis-db` (default 11; flushed
+before and after, nothing else is touched) and `bench.webhook.settings` (the product's settings with a urlconf that
+adds a bare view). A bench clinic (Evolution instance, webhook secret, API key, set through the ORM) receives distinct
+`messages.upsert` webhooks (the 2.3.7 text fixture, a new message id per request) authenticated with the static
+secret header: each one verified, stored as an InboundEvent and its task published to Redis on commit. No Celery
+worker runs: the tasks wait in Redis, where the bench counts them. The bare view gets the same POSTs and answers "ok".
 
 Load: wrk (`-t 2`, `--latency`, `load.lua` varying the message id), or the Python generator in `load.py` when wrk is
 missing (`--load-tool`). Phases, all on the same server: warm-up of both, then webhook and bare view at
@@ -17,7 +18,8 @@ missing (`--load-tool`). Phases, all on the same server: warm-up of both, then w
 `--paced-rate` (300) webhooks/s offered over up to `--connections` connections by the Python generator, each latency
 counted from when the request was due. For each: requests/s, p50/p90/p99/max, non-2xx answers, socket errors, rows
 stored and tasks enqueued, and where the CPU went (server, load generator, PostgreSQL, Redis, the rest of the
-machine). `--processes N` runs N daphne processes on one listening socket (`--fd`, Channels' supervisor recipe).
+machine). `--processes N`: gunicorn workers (default: one per core), or N daphne processes on one listening socket
+(`--fd`, Channels' supervisor recipe; default 1).
 
 Claims (at `--connections`): ≥ 300 webhooks/s; p99 < 100 ms, closed loop (which Little's law ties to 1,000/s) and at
 the offered rate; at least half the bare view's throughput. Each is printed PASS or MISS, with the integrity checks
@@ -158,6 +160,7 @@ class Context:
     threads: int
     redis: Any
     processes: int = 1
+    server: str = "gunicorn"
     servers: list[subprocess.Popen] = field(default_factory=list)
     log_path: Path | None = None
 
@@ -180,11 +183,17 @@ def main(argv: list[str] | None = None) -> int:
         help=f"webhooks/s offered in the open-loop phase at --connections, 0 to skip (default {TARGET_RATE:.0f})",
     )
     parser.add_argument(
+        "--server",
+        choices=("gunicorn", "daphne"),
+        default="gunicorn",
+        help="gunicorn (production's web process, the default) or daphne (`make run`'s)",
+    )
+    parser.add_argument(
         "--processes",
         type=int,
-        default=1,
-        help="daphne processes sharing the listening socket (--fd), as Channels' supervisor recipe; default 1, "
-        "like `make run`",
+        default=None,
+        help="gunicorn workers (default: one per core, as in production) or daphne processes sharing the listening "
+        "socket (--fd, Channels' supervisor recipe; default 1, like `make run`)",
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--load-tool", choices=("auto", "wrk", "python"), default="auto", help="default: wrk if found")
@@ -195,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         "--any-database", action="store_true", help="allow a database whose name does not contain 'bench'"
     )
     args = parser.parse_args(argv)
+    if args.processes is None:
+        args.processes = (os.cpu_count() or 1) if args.server == "gunicorn" else 1
     if args.duration < 1 or args.connections < 1 or args.processes < 1:
         parser.error("--duration, --connections and --processes must be at least 1")
     if args.warmup < 0 or args.low_connections < 0 or args.paced_rate < 0:
@@ -257,6 +268,10 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
         "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback; production sits behind a TLS proxy
         "STATIC_ROOT": str(workdir),  # an existing folder: WhiteNoise warns about a missing one at start
         "LOG_LEVEL": args.log_level,
+        # Persistent connections under gunicorn's fixed threads, as in production; none under daphne, whose
+        # thread per request would leave one behind each time (the README's DB_CONN_MAX_AGE).
+        "DB_CONN_MAX_AGE": "60" if args.server == "gunicorn" else "0",
+        "WEB_WORKERS": str(args.processes),
         "REDIS_URL": redis_url,
         "CELERY_BROKER_URL": redis_url,
     }
@@ -287,9 +302,9 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
     )
     print(
         f"{os.cpu_count()} cores, load average {_load_averages()}; Python {platform.python_version()}, "
-        f"Django {django.get_version()}, daphne {_version('daphne')}; load tool: {_tool_version(load_tool)}."
+        f"Django {django.get_version()}, {args.server} {_version(args.server)}; load tool: {_tool_version(load_tool)}."
     )
-    processes = "one daphne process" if args.processes == 1 else f"{args.processes} daphne processes on one socket"
+    processes = _server_label(args)
     pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
     print(
         f"Server: {processes}, DEBUG off, CONN_MAX_AGE {settings.DATABASES['default']['CONN_MAX_AGE']}"
@@ -315,7 +330,15 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
         threads=args.threads,
         redis=client,
         processes=args.processes,
+        server=args.server,
     )
+
+
+def _server_label(args: argparse.Namespace) -> str:
+    if args.server == "gunicorn":
+        threads = os.environ.get("WEB_THREADS", "4")
+        return f"gunicorn, {args.processes} worker{'s' if args.processes > 1 else ''} × {threads} threads (gthread)"
+    return "one daphne process" if args.processes == 1 else f"{args.processes} daphne processes on one socket"
 
 
 def _redis_url(db: int) -> str:
@@ -401,13 +424,19 @@ def _die_with_parent() -> None:
 
 
 def _server_start(context: Context, workdir: Path) -> None:
-    """daphne as `make run` starts it (`-b -p`); with several processes, each adopts one listening socket (`--fd`),
-    which is how Channels' deployment docs run several daphne processes behind one port."""
+    """gunicorn as production starts it (its config file, WEB_WORKERS); or daphne as `make run` starts it (`-b -p`);
+    with several daphne processes, each adopts one listening socket (`--fd`), which is how Channels' deployment docs
+    run several daphne processes behind one port."""
     context.log_path = workdir / "server.log"
     daphne = [sys.executable, "-m", "daphne", "-v", "0"]
     application = "cecilia.asgi:application"
     listener = None
-    if context.processes == 1:
+    if context.server == "gunicorn":
+        commands = [
+            [sys.executable, "-m", "gunicorn", "-c", "python:cecilia.gunicorn_conf",
+             "--bind", f"127.0.0.1:{context.port}", "cecilia.wsgi:application"]
+        ]  # fmt: skip
+    elif context.processes == 1:
         commands = [[*daphne, "-b", "127.0.0.1", "-p", str(context.port), application]]
     else:
         listener = socket.create_server(("127.0.0.1", context.port), backlog=128)
@@ -432,18 +461,20 @@ def _server_start(context: Context, workdir: Path) -> None:
             status, _ = _request(context, "GET", "/health/live")
             if status == 200:
                 pids = ", ".join(str(server.pid) for server in context.servers)
-                print(f"daphne (pid {pids}) answering on 127.0.0.1:{context.port}.\n")
+                print(f"{context.server} (pid {pids}) answering on 127.0.0.1:{context.port}.\n")
                 return
         time.sleep(0.1)
     raise BenchSetupError(
-        f"daphne did not answer /health/live within {SERVER_START_SECONDS:.0f} s:\n{_log_tail(context)}"
+        f"{context.server} did not answer /health/live within {SERVER_START_SECONDS:.0f} s:\n{_log_tail(context)}"
     )
 
 
 def _servers_check(context: Context, when: str) -> None:
     for server in context.servers:
         if server.poll() is not None:
-            raise BenchSetupError(f"daphne exited {when} with status {server.returncode}:\n{_log_tail(context)}")
+            raise BenchSetupError(
+                f"{context.server} exited {when} with status {server.returncode}:\n{_log_tail(context)}"
+            )
 
 
 def _log_tail(context: Context, lines: int = 30) -> str:
@@ -660,6 +691,32 @@ def _proc_times(pid: int | str, *, children: bool = False) -> float:
     return ticks / _TICK
 
 
+def _descendants(pid: int) -> list[int]:
+    """The process and every process below it (gunicorn's master and its workers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{entry.name}/stat") as stat:
+            parents.setdefault(int(stat.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def _server_seconds(context: Context) -> float:
+    """CPU of every server process, workers included (gunicorn's are the master's children)."""
+    total = 0.0
+    for server in context.servers:
+        for pid in _descendants(server.pid):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += _proc_times(pid)
+    return total
+
+
 def _postgres_seconds() -> float | None:
     """Every PostgreSQL process's CPU time, plus what the postmaster reaped (a backend lives one request here)."""
     total, found = 0.0, False
@@ -699,7 +756,7 @@ def _cpu(context: Context, in_process: bool) -> Cpu:
     usage = resource.getrusage(resource.RUSAGE_SELF if in_process else resource.RUSAGE_CHILDREN)
     return Cpu(
         wall=time.monotonic(),
-        server=sum(_proc_times(server.pid) for server in context.servers),
+        server=_server_seconds(context),
         load=usage.ru_utime + usage.ru_stime,
         postgres=_postgres_seconds(),
         redis=redis_seconds,
@@ -731,7 +788,7 @@ class _Sampler(threading.Thread):
 
     def __init__(self, context: Context) -> None:
         super().__init__(daemon=True)
-        self.pids = [server.pid for server in context.servers]
+        self.roots = [server.pid for server in context.servers]
         self.peak_threads = self.peak_db = self.peak_all = 0
         self._stop_event = threading.Event()
         self._conninfo = _conninfo()
@@ -748,7 +805,8 @@ class _Sampler(threading.Thread):
             "WHERE backend_type = 'client backend'"
         )
         while not self._stop_event.wait(0.25):
-            self.peak_threads = max(self.peak_threads, sum(_threads(pid) for pid in self.pids))
+            pids = [pid for root in self.roots for pid in _descendants(root)]
+            self.peak_threads = max(self.peak_threads, sum(_threads(pid) for pid in pids))
             if conn is not None:
                 with contextlib.suppress(psycopg.Error):
                     mine, everyone = conn.execute(query).fetchone()
@@ -872,8 +930,7 @@ def _print_claims(outcomes: list[Outcome], args: argparse.Namespace) -> None:
     webhook, bare = pick("webhook", conns), pick("bare", conns)
     if webhook is None or bare is None:
         return
-    processes = "one daphne process" if args.processes == 1 else f"{args.processes} daphne processes"
-    print(f"\nTargets ({processes}; closed loop: wrk keeps all {conns} connections busy):")
+    print(f"\nTargets ({_server_label(args)}; closed loop: wrk keeps all {conns} connections busy):")
     print(
         f"  {verdict(webhook.rate >= TARGET_RATE)}  ≥ {TARGET_RATE:.0f} webhooks/s at {conns} connections: "
         f"{webhook.rate:.0f}/s"
