@@ -290,5 +290,35 @@ WHATSAPP_TYPING_DELAY_MS: int = env.int("WHATSAPP_TYPING_DELAY_MS", default=1200
 WHATSAPP_SEND_RETRY_BASE_SECONDS: float = env.float("WHATSAPP_SEND_RETRY_BASE_SECONDS", default=5.0)
 WHATSAPP_SEND_MAX_ATTEMPTS: int = env.int("WHATSAPP_SEND_MAX_ATTEMPTS", default=10)
 
+# --- The assistant's turns (conversations.turns) ------------------------------------------------------------------
+# A burst of messages is answered together once the chat has been quiet this long.
+TURN_DEBOUNCE_SECONDS: float = env.float("TURN_DEBOUNCE_SECONDS", default=4.0)
+# Patient messages older than this when their turn runs (history replayed after the phone reconnects) get no
+# automatic answer; staff are asked to look.
+TURN_STALE_AFTER_MINUTES: int = env.int("TURN_STALE_AFTER_MINUTES", default=30)
+# A turn holds its conversation this long at most; longer than a task may run (CELERY_TASK_TIME_LIMIT), so a live
+# turn never loses it, and a dead worker's turn frees the conversation after it.
+TURN_LEASE_SECONDS: int = max(env.int("TURN_LEASE_SECONDS", default=150), CELERY_TASK_TIME_LIMIT + 30)
+# Patient messages no turn took this long after the debounce are enqueued again by beat's relay (a lost task).
+TURN_RELAY_AFTER_SECONDS: int = env.int("TURN_RELAY_AFTER_SECONDS", default=60)
+
 # --- Admin -------------------------------------------------------------------------------------------------------
 ADMIN_URL: str = env.str("ADMIN_URL", default="admin/")
+
+# --- Google Calendar ---
+# Credentials every clinic uses unless it stores its own in the admin: a service account's JSON key, inline or as a
+# file path (the inline one wins). Each professional's calendar is shared with the service account's e-mail.
+GOOGLE_SERVICE_ACCOUNT_JSON: str = env.str("GOOGLE_SERVICE_ACCOUNT_JSON", default="")
+GOOGLE_SERVICE_ACCOUNT_FILE: str = env.str("GOOGLE_SERVICE_ACCOUNT_FILE", default="")
+# The Calendar v3 base URL, ending in /calendar/v3/; empty is Google's. Tests point it at a local fake.
+GOOGLE_CALENDAR_API_URL: str = env.str("GOOGLE_CALENDAR_API_URL", default="")
+# Where OAuth refresh tokens are exchanged; empty is Google's (a pasted OAuth file cannot redirect them).
+GOOGLE_OAUTH_TOKEN_URL: str = env.str("GOOGLE_OAUTH_TOKEN_URL", default="")
+# Seconds per HTTP call (connect + read) for pushes and sync, and for the free/busy read availability waits on.
+GOOGLE_CALENDAR_TIMEOUT: float = env.float("GOOGLE_CALENDAR_TIMEOUT", default=10.0)
+GOOGLE_CALENDAR_BUSY_TIMEOUT: float = env.float("GOOGLE_CALENDAR_BUSY_TIMEOUT", default=4.0)
+# Retries inside one call for 5xx, 429 and network errors (google-api-python-client's backoff); pushes retry more
+# in the task, and the periodic catch-up after that.
+GOOGLE_CALENDAR_NUM_RETRIES: int = env.int("GOOGLE_CALENDAR_NUM_RETRIES", default=2)
+# How long a calendar's free/busy answer (or the failure to get one) is reused by availability searches.
+GOOGLE_CALENDAR_BUSY_CACHE_SECONDS: int = env.int("GOOGLE_CALENDAR_BUSY_CACHE_SECONDS", default=60)

@@ -25,6 +25,8 @@ from conversations.models import (
     MessageAuthor,
     MessageDirection,
     MessageStatus,
+    Turn,
+    TurnOutcome,
 )
 from patients.models import GuardianRelationship, HealthPlan, Patient, PatientGuardian
 from scheduling.models import (
@@ -322,6 +324,15 @@ def _conversations(clinic: Clinic, patients: list[Patient]) -> None:
         )
         if not created:
             continue
+        # The history was answered already: its messages belong to a finished turn, so none is answered again.
+        turn = Turn.objects.create(
+            clinic=clinic,
+            conversation=conversation,
+            outcome=TurnOutcome.HANDED_OFF if reason else TurnOutcome.ANSWERED,
+            engine="demo",
+            started_at=now,
+            finished_at=now,
+        )
         for direction, text in messages:
             inbound = direction == "in"
             Message.objects.create(
@@ -331,4 +342,5 @@ def _conversations(clinic: Clinic, patients: list[Patient]) -> None:
                 text=text,
                 status=MessageStatus.RECEIVED if inbound else MessageStatus.DELIVERED,
                 author=MessageAuthor.PATIENT if inbound else MessageAuthor.AI,
+                turn=turn if inbound else None,
             )

@@ -55,6 +55,9 @@ class Conversation(ClinicOwnedModel):
     )
     last_inbound_at = models.DateTimeField(_("last message from patient"), null=True, blank=True)
     last_outbound_at = models.DateTimeField(_("last message to patient"), null=True, blank=True)
+    # A turn runs with this lease held (conversations.turns): one turn at a time per conversation, and a worker that
+    # dies mid-turn blocks the conversation only until the lease runs out.
+    turn_lease_until = models.DateTimeField(_("turn running until"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -84,6 +87,57 @@ class Conversation(ClinicOwnedModel):
 
     def __str__(self) -> str:
         return str(self.patient)
+
+
+class TurnOutcome(models.TextChoices):
+    RUNNING = "running", _("Running")
+    ANSWERED = "answered", _("Answered by the assistant")
+    HANDED_OFF = "handed_off", _("Handed to staff by the assistant")
+    STAFF_OWNS = "staff_owns", _("Staff were handling the conversation")
+    ASSISTANT_OFF = "assistant_off", _("Assistant off: left for staff")
+    STALE = "stale", _("Old messages: left for staff")
+    FAILED = "failed", _("Failed: left for staff")
+
+
+class Turn(ClinicOwnedModel):
+    """One time the assistant considered the patient's new messages: which ones (Message.turn), and what came of it.
+
+    Every inbound patient message is handled by exactly one turn; a redelivered message or task finds it taken.
+    """
+
+    same_clinic_fields = ("conversation",)
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+", verbose_name=_("clinic"))
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="turns", verbose_name=_("conversation")
+    )
+    outcome = models.CharField(_("outcome"), max_length=20, choices=TurnOutcome.choices, default=TurnOutcome.RUNNING)
+    engine = models.CharField(_("engine"), max_length=40, blank=True)
+    # For staff and operators: an exception's type, never a message text or patient data.
+    error = models.CharField(_("error"), max_length=200, blank=True)
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("assistant turn")
+        verbose_name_plural = _("assistant turns")
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["id", "clinic"], name="turn_id_clinic_unique"),
+            models.CheckConstraint(condition=Q(outcome__in=TurnOutcome.values), name="turn_outcome_valid"),
+            models.CheckConstraint(
+                condition=Q(outcome=TurnOutcome.RUNNING, finished_at__isnull=True)
+                | (~Q(outcome=TurnOutcome.RUNNING) & Q(finished_at__isnull=False)),
+                name="turn_finished_when_not_running",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["started_at"], condition=Q(outcome="running"), name="turn_running_idx"),
+        ]
+
+    def __str__(self) -> str:
+        when = date_format(timezone.localtime(self.started_at), "SHORT_DATETIME_FORMAT") if self.started_at else ""
+        return f"{self.get_outcome_display()} · {when}"
 
 
 class MessageDirection(models.TextChoices):
@@ -122,7 +176,7 @@ class MessageAuthor(models.TextChoices):
 
 
 class Message(ClinicOwnedModel):
-    same_clinic_fields = ("conversation", "quoted")
+    same_clinic_fields = ("conversation", "quoted", "turn")
 
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+", verbose_name=_("clinic"))
     conversation = models.ForeignKey(
@@ -153,6 +207,10 @@ class Message(ClinicOwnedModel):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("reply to")
     )
     template = models.JSONField(_("WhatsApp template"), default=dict, blank=True)
+    # Inbound only: the assistant's turn that handled this message (empty until one has).
+    turn = models.ForeignKey(
+        Turn, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages", verbose_name=_("turn")
+    )
     # The outbox's bookkeeping (conversations.outbox): a worker claims a queued row (status "sending", claimed_at,
     # attempts + 1), commits send_started_at right before calling the provider, and retries no earlier than
     # next_attempt_at. A row left "sending" by a dead worker is requeued when send_started_at is empty (the request
@@ -226,6 +284,12 @@ class Message(ClinicOwnedModel):
                 name="message_outbox_pending_idx",
             ),
             models.Index(fields=["claimed_at"], condition=Q(status=MessageStatus.SENDING), name="message_sending_idx"),
+            # The patient's messages no turn has handled yet (conversations.turns): few rows, read on every turn.
+            models.Index(
+                fields=["conversation", "created_at"],
+                condition=Q(direction=MessageDirection.INBOUND, turn__isnull=True),
+                name="message_awaiting_turn_idx",
+            ),
         ]
 
     def __str__(self) -> str:

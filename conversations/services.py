@@ -11,6 +11,7 @@ import datetime
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -138,6 +139,12 @@ def message_receive(*, clinic: Clinic, inbound: InboundMessage, event: InboundEv
     took_over = inbound.from_me and not sends_in_flight(conversation=conversation).exclude(pk=message.pk).exists()
     _conversation_touch(conversation, inbound=not inbound.from_me, at=sent_at, staff_took_over=took_over)
     receipts_apply(clinic=clinic, provider_message_id=inbound.provider_message_id)
+    if not inbound.from_me:
+        # The assistant considers it once the chat has been quiet for a moment (conversations.turns).
+        from conversations.tasks import turn_enqueue
+
+        conversation_id = conversation.pk
+        transaction.on_commit(lambda: turn_enqueue(conversation_id, countdown=settings.TURN_DEBOUNCE_SECONDS))
     if inbound.media is not None:
         # Fetched apart, after commit: a slow or failing download never holds back the text of the conversation.
         from conversations.media import message_media_fetch_enqueue

@@ -37,3 +37,38 @@ def inbound_events_relay() -> int:
     for event_id in ids:
         inbound_event_process.delay(event_id)
     return len(ids)
+
+
+def turn_enqueue(conversation_id: int, *, countdown: float | None = None) -> None:
+    """Publish a turn for the conversation; a broker outage is logged, not raised — beat's relay catches up."""
+    try:
+        conversation_turn.apply_async((conversation_id,), countdown=countdown)
+    except Exception:  # kombu raises many kinds; the messages wait in PostgreSQL either way
+        logger.warning("Turn for conversation %s not enqueued; the relay will retry", conversation_id, exc_info=True)
+
+
+@shared_task(acks_late=True)
+def conversation_turn(conversation_id: int) -> None:
+    from conversations.turns import awaiting_turn, turn_run
+
+    result = turn_run(conversation_id=conversation_id)
+    if result.retry_in is not None:
+        turn_enqueue(conversation_id, countdown=result.retry_in)
+    elif result.turn_id is not None and awaiting_turn(conversation_id).exists():
+        # The patient wrote again while this turn ran: those messages get their own turn.
+        turn_enqueue(conversation_id, countdown=settings.TURN_DEBOUNCE_SECONDS)
+
+
+@shared_task(acks_late=True)
+def turns_relay() -> int:
+    """Periodic (beat): close turns a dead worker left running; enqueue turns whose task was lost."""
+    from django.utils import timezone
+
+    from conversations.turns import turns_due, turns_recover
+
+    now = timezone.now()
+    turns_recover(now=now)
+    due = turns_due(now=now)
+    for conversation_id in due:
+        turn_enqueue(conversation_id)
+    return len(due)

@@ -44,7 +44,7 @@ def receive(clinic, fixture: str, django_capture_on_commit_callbacks) -> Message
         inbound_event_process(event_id=event.pk)
     message = Message.objects.get()
     assert not message.media, "the message is recorded before any media is fetched"
-    assert len(callbacks) == 1, "the media fetch is enqueued after commit"
+    assert len(callbacks) == 2, "the turn and the media fetch are enqueued after commit"
     return message
 
 

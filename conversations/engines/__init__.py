@@ -1,0 +1,48 @@
+"""The receptionist engines behind one interface: what a turn asks of them and what they answer.
+
+A turn (conversations.turns) hands an engine the patient's new messages and applies what it answers: texts queued
+through the outbox, a hand-off to staff, the engine's working memory (`Conversation.state`). Engines never write
+replies themselves; booking and the like go through the scheduling services.
+
+`engine_for` picks the engine of a clinic. The rule-based Portuguese receptionist (the default) and the LLM agent
+(when a model is configured) plug in here with issue 5; until then no engine answers and every turn leaves the
+conversation to staff, flagged "unanswered".
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from cecilia.models import Clinic
+    from conversations.models import AttentionReason, Conversation, Message
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    clinic: Clinic
+    conversation: Conversation
+    messages: list[Message]  # the patient's new messages, oldest first
+    now: datetime.datetime
+
+
+@dataclass
+class EngineReply:
+    texts: list[str] = field(default_factory=list)  # sent in this order, as the assistant
+    handoff: bool = False  # the conversation passes to staff (the assistant goes quiet)
+    handoff_summary: str = ""  # what the patient wants and what was tried, for staff
+    attention_reason: AttentionReason | None = None  # e.g. an emergency; HANDOFF when handing off without one
+    state: dict[str, Any] | None = None  # the engine's new working memory; None leaves it as it is
+
+
+class Engine(Protocol):
+    name: str
+
+    def respond(self, turn: TurnInput) -> EngineReply: ...
+
+
+def engine_for(clinic: Clinic) -> Engine | None:
+    """The engine that answers this clinic's patients; None: nobody yet, staff answer."""
+    return None

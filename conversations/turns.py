@@ -1,0 +1,225 @@
+"""The assistant's turn: the patient's new messages, considered once, in order, one conversation at a time.
+
+Every inbound patient message is taken by exactly one `Turn` (`Message.turn`), so a redelivered webhook or a task
+that runs twice finds nothing left to do. A turn runs holding a lease on its conversation (`turn_lease_until`, a
+conditional UPDATE): two workers never answer the same chat at once, and a worker that dies frees it when the lease
+runs out. Bursts ("oi" / "queria marcar" / "pra amanhã") are answered together: a turn waits until the chat has been
+quiet for TURN_DEBOUNCE_SECONDS. Messages older than TURN_STALE_AFTER_MINUTES (history replayed after the phone
+reconnects) get no automatic answer; staff are asked to look. The engine runs outside any transaction (it may call
+a model for seconds); what it answers is applied in one transaction, after checking staff did not take over meanwhile.
+
+At most one reply per message, even after a crash: a turn a dead worker left running is never re-run (the engine may
+have booked or answered already); it is closed as failed and staff are asked to look (`turns_recover`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, Max, OuterRef, Q
+from django.utils import timezone
+
+from conversations import engines
+from conversations.models import (
+    AttentionReason,
+    Conversation,
+    ConversationOwner,
+    Message,
+    MessageAuthor,
+    MessageDirection,
+    Turn,
+    TurnOutcome,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    turn_id: int | None = None  # the turn that ran, if one did
+    outcome: TurnOutcome | None = None
+    retry_in: float | None = None  # seconds: run again then (the chat is still busy, or another turn holds it)
+
+
+def turn_run(*, conversation_id: int, now: datetime.datetime | None = None) -> TurnResult:
+    """Consider the conversation's new patient messages, if any, and answer them (or leave them to staff)."""
+    now = now or timezone.now()
+    lease = _lease_claim(conversation_id, now)
+    if lease is None:
+        # Another turn holds the chat: it will see these messages, or schedule a turn for them when it ends.
+        return TurnResult(retry_in=float(settings.TURN_DEBOUNCE_SECONDS))
+    try:
+        return _turn_with_lease(conversation_id, now)
+    finally:
+        Conversation.objects.filter(pk=conversation_id, turn_lease_until=lease).update(turn_lease_until=None)
+
+
+def awaiting_turn(conversation_id: int):  # -> QuerySet[Message]
+    """The patient's messages in this conversation that no turn has taken yet, oldest first."""
+    return Message.objects.filter(
+        conversation_id=conversation_id, direction=MessageDirection.INBOUND, turn__isnull=True
+    ).order_by("created_at", "id")
+
+
+def _lease_claim(conversation_id: int, now: datetime.datetime) -> datetime.datetime | None:
+    until = now + datetime.timedelta(seconds=settings.TURN_LEASE_SECONDS)
+    claimed = (
+        Conversation.objects.filter(pk=conversation_id)
+        .filter(Q(turn_lease_until__isnull=True) | Q(turn_lease_until__lt=now))
+        .update(turn_lease_until=until)
+    )
+    return until if claimed else None
+
+
+def _turn_with_lease(conversation_id: int, now: datetime.datetime) -> TurnResult:
+    pending = list(awaiting_turn(conversation_id))
+    if not pending:
+        return TurnResult()  # a redelivered task, or a turn already took them
+    quiet_for = (now - max(message.created_at for message in pending)).total_seconds()
+    if quiet_for < settings.TURN_DEBOUNCE_SECONDS:
+        return TurnResult(retry_in=settings.TURN_DEBOUNCE_SECONDS - quiet_for)
+
+    conversation = Conversation.objects.select_related("clinic", "patient").get(pk=conversation_id)
+    with transaction.atomic():
+        turn = Turn.objects.create(clinic_id=conversation.clinic_id, conversation=conversation, started_at=now)
+        Message.objects.filter(pk__in=[message.pk for message in pending], turn__isnull=True).update(turn=turn)
+
+    outcome = _decide(conversation, pending, turn, now)
+    if outcome is not None:
+        _finish(turn, outcome, now=now, conversation=conversation)
+        return TurnResult(turn_id=turn.pk, outcome=outcome)
+    return _answer(conversation, pending, turn, now)
+
+
+def _decide(
+    conversation: Conversation, pending: list[Message], turn: Turn, now: datetime.datetime
+) -> TurnOutcome | None:
+    """The outcome when the engine is not asked at all; None when it is."""
+    if conversation.owner == ConversationOwner.HUMAN:
+        return TurnOutcome.STAFF_OWNS
+    stale_before = now - datetime.timedelta(minutes=settings.TURN_STALE_AFTER_MINUTES)
+    if all((message.sent_at or message.created_at) < stale_before for message in pending):
+        return TurnOutcome.STALE
+    if not conversation.clinic.ai_enabled or engines.engine_for(conversation.clinic) is None:
+        return TurnOutcome.ASSISTANT_OFF
+    return None
+
+
+_ATTENTION = {
+    TurnOutcome.STALE: AttentionReason.STALE,
+    TurnOutcome.ASSISTANT_OFF: AttentionReason.UNANSWERED,
+    TurnOutcome.FAILED: AttentionReason.UNANSWERED,
+}
+
+
+def _answer(conversation: Conversation, pending: list[Message], turn: Turn, now: datetime.datetime) -> TurnResult:
+    from conversations.outbox import message_queue_outbound
+
+    engine = engines.engine_for(conversation.clinic)
+    assert engine is not None  # _decide checked
+    turn.engine = engine.name[:40]
+    try:
+        reply = engine.respond(
+            engines.TurnInput(clinic=conversation.clinic, conversation=conversation, messages=pending, now=now)
+        )
+    except Exception as exc:  # any engine failure leaves the patient to staff, never unanswered and unseen
+        logger.exception("Assistant engine %s failed in conversation %s", turn.engine, conversation.pk)
+        _finish(turn, TurnOutcome.FAILED, now=now, conversation=conversation, error=type(exc).__name__)
+        return TurnResult(turn_id=turn.pk, outcome=TurnOutcome.FAILED)
+
+    try:
+        with transaction.atomic():
+            # Staff may have taken over while the engine was thinking: they have the last word.
+            current = Conversation.objects.select_for_update().get(pk=conversation.pk)
+            if current.owner == ConversationOwner.HUMAN:
+                _finish(turn, TurnOutcome.STAFF_OWNS, now=now, conversation=current)
+                return TurnResult(turn_id=turn.pk, outcome=TurnOutcome.STAFF_OWNS)
+            for text in reply.texts:
+                if text.strip():
+                    message_queue_outbound(conversation=current, text=text, author=MessageAuthor.AI)
+            fields = ["updated_at"]
+            if reply.state is not None:
+                current.state = reply.state
+                fields.append("state")
+            if reply.handoff:
+                current.owner = ConversationOwner.HUMAN
+                current.handoff_summary = reply.handoff_summary
+                fields += ["owner", "handoff_summary"]
+            current.save(update_fields=fields)
+            outcome = TurnOutcome.HANDED_OFF if reply.handoff else TurnOutcome.ANSWERED
+            reason = reply.attention_reason or (AttentionReason.HANDOFF if reply.handoff else None)
+            _finish(turn, outcome, now=now, conversation=current, reason=reason)
+    except Exception as exc:
+        logger.exception("Assistant reply not applied in conversation %s", conversation.pk)
+        _finish(turn, TurnOutcome.FAILED, now=now, conversation=conversation, error=type(exc).__name__)
+        return TurnResult(turn_id=turn.pk, outcome=TurnOutcome.FAILED)
+    return TurnResult(turn_id=turn.pk, outcome=outcome)
+
+
+def _finish(
+    turn: Turn,
+    outcome: TurnOutcome,
+    *,
+    now: datetime.datetime,
+    conversation: Conversation,
+    error: str = "",
+    reason: AttentionReason | None = None,
+) -> None:
+    with transaction.atomic():
+        turn.outcome, turn.finished_at, turn.error = outcome, now, error[:200]
+        turn.save(update_fields=["outcome", "finished_at", "error", "engine"])
+        reason = reason or _ATTENTION.get(outcome)
+        if reason is not None:
+            conversation_flag(conversation_id=conversation.pk, reason=reason, now=now)
+
+
+def conversation_flag(*, conversation_id: int, reason: AttentionReason, now: datetime.datetime) -> None:
+    """Ask staff to look at the conversation. An emergency outranks any other reason; otherwise the first one stays."""
+    flagged = Conversation.objects.filter(pk=conversation_id)
+    if reason != AttentionReason.EMERGENCY:
+        flagged = flagged.filter(needs_attention=False)
+    flagged.update(needs_attention=True, attention_reason=reason, updated_at=now)
+
+
+def turns_due(*, now: datetime.datetime, limit: int = 500) -> list[int]:
+    """Conversations with patient messages no turn has taken, quiet for a while and not held by a live turn.
+
+    Their task was lost (a Redis outage, a crash between commit and publish); beat's relay enqueues them again.
+    """
+    quiet_since = now - datetime.timedelta(seconds=settings.TURN_DEBOUNCE_SECONDS + settings.TURN_RELAY_AFTER_SECONDS)
+    waiting = (
+        Message.objects.filter(direction=MessageDirection.INBOUND, turn__isnull=True)
+        .values("conversation_id")
+        .annotate(newest=Max("created_at"))
+        .filter(newest__lt=quiet_since)
+    )
+    free = Q(turn_lease_until__isnull=True) | Q(turn_lease_until__lt=now)
+    return list(
+        Conversation.objects.filter(free, pk__in=waiting.values("conversation_id")).values_list("pk", flat=True)[:limit]
+    )
+
+
+def turns_recover(*, now: datetime.datetime) -> int:
+    """Close the turns a dead worker left running (their lease ran out) as failed, and ask staff to look.
+
+    Never re-run: the engine may have answered or booked before the worker died, and a patient must not get the same
+    answer twice. Returns how many were closed.
+    """
+    expired = now - datetime.timedelta(seconds=settings.TURN_LEASE_SECONDS)
+    live_lease = Conversation.objects.filter(pk=OuterRef("conversation_id"), turn_lease_until__gte=now)
+    closed = 0
+    for turn in Turn.objects.filter(outcome=TurnOutcome.RUNNING, started_at__lt=expired).exclude(Exists(live_lease)):
+        with transaction.atomic():
+            updated = Turn.objects.filter(pk=turn.pk, outcome=TurnOutcome.RUNNING).update(
+                outcome=TurnOutcome.FAILED, finished_at=now, error="WorkerLost"
+            )
+            if updated:
+                conversation_flag(conversation_id=turn.conversation_id, reason=AttentionReason.UNANSWERED, now=now)
+                closed += updated
+    if closed:
+        logger.warning("Closed %s assistant turns left running by a dead worker", closed)
+    return closed
