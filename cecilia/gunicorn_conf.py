@@ -13,7 +13,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 
-bind = f"{os.environ.get('WEB_BIND', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+# All interfaces by default: in a container the proxy reaches gunicorn from outside; WEB_BIND narrows it.
+bind = f"{os.environ.get('WEB_BIND', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
 worker_class = "gthread"
 # One process per core: each has its own GIL; threads overlap the database and Redis round trips.
 workers = int(os.environ.get("WEB_WORKERS", multiprocessing.cpu_count()))
@@ -29,7 +30,7 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-# Heartbeat files in memory: a container's /tmp can be a slow overlay filesystem.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# Heartbeat files in memory, as gunicorn's docs advise: a container's /tmp can be a slow overlay filesystem.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 # The TLS proxy in front sets X-Forwarded-Proto (read by Django's SECURE_PROXY_SSL_HEADER); trust it from here.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

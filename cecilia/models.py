@@ -119,6 +119,11 @@ class Clinic(models.Model):
         _("WhatsApp connection"), max_length=12, choices=ChannelState.choices, default=ChannelState.UNKNOWN
     )
     channel_state_since = models.DateTimeField(_("connection state since"), null=True, blank=True)
+    # When the provider reported the state we hold: webhooks are processed out of order, an older report never
+    # overwrites a newer one.
+    channel_state_reported_at = models.DateTimeField(
+        _("connection state reported at"), null=True, blank=True, editable=False
+    )
     channel_phone = models.CharField(_("connected number"), max_length=20, blank=True)
 
     # Booking policy: what the assistant may book or cancel on its own. Staff in the admin are not bound by it.

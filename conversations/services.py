@@ -263,18 +263,32 @@ def _apply_receipt(message: Message, receipt: StatusReceipt) -> set[str]:
     return changed
 
 
-def channel_state_record(*, clinic: Clinic, update: ConnectionUpdate | QrCodeUpdate) -> None:
-    """Remember what the provider says about the clinic's connection (staff are alerted when it stays down)."""
+def channel_state_record(
+    *, clinic: Clinic, update: ConnectionUpdate | QrCodeUpdate, at: datetime.datetime | None = None
+) -> None:
+    """Remember what the provider says about the clinic's connection (staff are alerted when it stays down).
+
+    `at` is when the provider said it (the webhook's arrival; now for an answer to our own request). A report older
+    than the one already recorded is ignored: a delayed "close" must not undo the "open" that followed it.
+    """
+    at = at or timezone.now()
     state = ChannelState.CONNECTING if isinstance(update, QrCodeUpdate) else ChannelState(str(update.state))
-    fields: dict[str, Any] = {}
-    if clinic.channel_state != state:
-        fields |= {"channel_state": state, "channel_state_since": timezone.now()}
-    if isinstance(update, ConnectionUpdate) and update.phone and update.phone != clinic.channel_phone:
-        fields["channel_phone"] = update.phone[:20]
-    if fields:
+    with transaction.atomic():
+        current = (
+            Clinic.objects.select_for_update()
+            .only("channel_state", "channel_state_since", "channel_state_reported_at", "channel_phone")
+            .get(pk=clinic.pk)
+        )
+        if current.channel_state_reported_at is not None and at < current.channel_state_reported_at:
+            return
+        fields: dict[str, Any] = {"channel_state_reported_at": at}
+        if current.channel_state != state:
+            fields |= {"channel_state": state, "channel_state_since": at}
+        if isinstance(update, ConnectionUpdate) and update.phone and update.phone != current.channel_phone:
+            fields["channel_phone"] = update.phone[:20]
         Clinic.objects.filter(pk=clinic.pk).update(**fields)
-        for name, value in fields.items():
-            setattr(clinic, name, value)
+    for name, value in fields.items():
+        setattr(clinic, name, value)
 
 
 # A stored event that failed this many times is given up on (kept, with its error, for staff and for a fix).
@@ -340,4 +354,4 @@ def _dispatch(event: InboundEvent, item: Any) -> None:
     elif isinstance(item, StatusUpdate):
         status_update_record(clinic=clinic, update=item)
     elif isinstance(item, ConnectionUpdate | QrCodeUpdate):
-        channel_state_record(clinic=clinic, update=item)
+        channel_state_record(clinic=clinic, update=item, at=event.received_at)
