@@ -1,4 +1,4 @@
-"""Reads about the agenda. (Availability arrives with the scheduling issue.)"""
+"""Reads about the agenda. Free slots, "next available" and slot checks live in `scheduling.availability`."""
 
 from __future__ import annotations
 
