@@ -32,6 +32,10 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "scheduling.appointment": ("add", "change", "view"),
         "conversations.conversation": ("change", "view"),
         "conversations.message": ("add", "view"),
+        # Google Calendar: see the connection, answer "moved in Google — apply it?", resend a failed push.
+        "integrations.calendaraccount": ("view",),
+        "integrations.calendarreconciliation": ("change", "view"),
+        "integrations.calendareventlink": ("view",),
     },
     MANAGEMENT_GROUP: {
         "cecilia.clinic": ("change", "view"),
@@ -51,6 +55,9 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "conversations.conversation": ("change", "view"),
         "conversations.message": ("add", "view"),
         "conversations.inboundevent": ("view",),
+        "integrations.calendaraccount": ("add", "change", "view"),
+        "integrations.calendarreconciliation": ("change", "view"),
+        "integrations.calendareventlink": ("view",),
     },
 }
 

@@ -7,3 +7,9 @@ class IntegrationsConfig(AppConfig):
 
     name = "integrations"
     verbose_name = _("Integrations")
+
+    def ready(self) -> None:
+        from integrations.receivers import appointment_changed_push
+        from scheduling.signals import appointment_changed
+
+        appointment_changed.connect(appointment_changed_push, dispatch_uid="integrations.calendar_push")
