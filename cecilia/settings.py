@@ -113,6 +113,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 # Staff see a banner when their clinic's WhatsApp stays disconnected.
                 "conversations.context_processors.channel_alerts",
+                "integrations.context_processors.calendar_alerts",
             ],
         },
     },
