@@ -29,4 +29,6 @@ def clinic_for_instance(provider: WhatsAppProvider | str, instance: str) -> Clin
     """The clinic whose channel is `instance` (Evolution's instance name, Meta's phone number id)."""
     if not instance:
         return None
-    return Clinic.objects.filter(whatsapp_provider=provider, whatsapp_instance=instance).first()
+    # (provider, instance) is unique: no ORDER BY to build or run (this is on every webhook's path).
+    found = Clinic.objects.filter(whatsapp_provider=provider, whatsapp_instance=instance).order_by()[:1]
+    return next(iter(found), None)
