@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import QuerySet
 
-from integrations.google_calendar import CalendarError
+from integrations.google_calendar import CalendarError, CredentialsRevoked
 from integrations.models import CalendarEventLink, CalendarReconciliation, ExternalBusy
 
 logger = logging.getLogger(__name__)
@@ -27,9 +27,11 @@ def calendar_busy(
 ) -> dict[int, list[Interval]]:
     """Busy intervals from each professional's Google Calendar that overlap [start, end), by professional id.
 
-    Fail safe: a professional whose calendar is configured but cannot be read right now is busy for the whole
-    window (one interval [start, end)), so no slot is offered from a calendar we could not check.
-    Professionals without a calendar are absent from the result.
+    Fail safe: a professional whose calendar is configured but cannot be read right now (Google down or slow, the
+    calendar not shared) is busy for the whole window (one interval [start, end)), so no slot is offered from a
+    calendar we could not check. Revoked or expired credentials are different: they last until someone reconnects,
+    and the local agenda is the source of truth, so bookings go on with what the sync last pulled (the professional's
+    own events) while the admin shows the problem on every page. Professionals without a calendar are absent.
 
     Sources: Google's free/busy for the calendars (one request per clinic, answers cached briefly), minus our own
     events (they are appointments, which availability already counts, and one being moved must not block its own
@@ -86,6 +88,9 @@ def _clinic_busy(
     credentials = calendar_sync.clinic_credentials(clinic_id)
     if credentials is None:
         return {pk: [] for pk, _ in members}  # Google not set up: only pulled rows (none) count
+    account = calendar_sync.account_get(clinic_id)
+    if calendar_sync.account_revoked(account, credentials):
+        return {pk: [] for pk, _ in members}  # revoked: the last pulled events count, no call to Google
     # Asked by whole UTC days, so the many searches of one day share cache entries.
     window_start = start.astimezone(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     window_end = end.astimezone(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -97,6 +102,9 @@ def _clinic_busy(
     result: dict[int, list[Interval]] = {}
     for pk, calendar_id in members:
         answer = answers[calendar_id]
+        if answer.get("revoked"):
+            result[pk] = []
+            continue
         if answer.get("error"):
             result[pk] = [(start, end)]
             continue
@@ -132,7 +140,8 @@ def _free_busy_cached(
         fetched = calendar_sync.calendar_client(credentials, busy=True).free_busy(missing, start, end)
     except CalendarError as exc:
         error = exc
-        fresh = {cid: {"error": str(exc)} for cid in missing}
+        failed = {"revoked": True} if isinstance(exc, CredentialsRevoked) else {"error": str(exc)}
+        fresh = {cid: failed for cid in missing}
     else:
         fresh = {
             cid: {"error": fetched.errors[cid]}

@@ -98,15 +98,23 @@ def test_a_calendar_that_cannot_be_read_is_busy_all_window_and_staff_see_why(
     assert "share it with our account" in lost.calendar_sync.last_error
 
 
-def test_revoked_credentials_make_every_calendar_busy_and_mark_the_account(
+def test_revoked_credentials_keep_bookings_going_on_the_last_pulled_events_and_mark_the_account(
     ana: Any, bruno: Any, google: Any, day: datetime.datetime, clinic_a: Any
 ) -> None:
+    # Pulled before the access was lost: Ana's dentist appointment in Google still blocks her morning.
+    ExternalBusy.objects.create(
+        clinic=clinic_a, professional=ana, event_id="pessoal1", start=day + 1 * H, end=day + 2 * H
+    )
     google.revoke()
 
     busy = calendar_busy([ana.pk, bruno.pk], day, day + 8 * H)
 
-    assert busy == {ana.pk: [(day, day + 8 * H)], bruno.pk: [(day, day + 8 * H)]}
+    assert busy == {ana.pk: [(day + 1 * H, day + 2 * H)], bruno.pk: []}
     assert CalendarAccount.objects.get(clinic=clinic_a).state == AccountState.REVOKED
+    # Known revoked: later searches do not call Google again.
+    calls = len(google.requests("POST", "freeBusy"))
+    assert calendar_busy([ana.pk], day, day + 8 * H) == {ana.pk: [(day + 1 * H, day + 2 * H)]}
+    assert len(google.requests("POST", "freeBusy")) == calls
 
 
 def test_google_down_or_slow_fails_safe_once_then_the_failure_is_cached(
