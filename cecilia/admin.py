@@ -20,6 +20,9 @@ admin.site.site_title = _("Cecilia — Front desk")
 admin.site.index_title = _("Back-office")
 
 SECRET_FIELDS = ("whatsapp_api_key", "whatsapp_webhook_secret", "whatsapp_verify_token")
+# Every field the form never renders back; the language model's key has its own "erase" box.
+WRITE_ONLY_FIELDS = (*SECRET_FIELDS, "llm_api_key")
+ERASE_FIELDS = ("clear_secrets", "clear_llm_api_key")
 
 
 def describe_secret(value: str) -> str:
@@ -43,12 +46,23 @@ class ClinicAdminForm(forms.ModelForm):
     whatsapp_verify_token = forms.CharField(
         label=_("verify token"), required=False, strip=True, widget=forms.PasswordInput(render_value=False)
     )
+    llm_api_key = forms.CharField(
+        label=_("API key"), required=False, strip=True, widget=forms.PasswordInput(render_value=False)
+    )
     # Typed without a scheme, a clinic's address means https (Django 6's default, chosen now).
     website = forms.URLField(label=_("website"), required=False, assume_scheme="https")
     whatsapp_api_url = forms.URLField(label=_("API base URL"), required=False, assume_scheme="https")
+    privacy_notice_url = forms.URLField(label=_("privacy notice link"), required=False, assume_scheme="https")
+    llm_base_url = forms.URLField(
+        label=_("API base URL"),
+        required=False,
+        assume_scheme="https",
+        help_text=_("Any OpenAI-compatible server. Empty: the deployment's."),
+    )
     clear_secrets = forms.BooleanField(
         label=_("Erase the stored API key, webhook secret and verify token"), required=False
     )
+    clear_llm_api_key = forms.BooleanField(label=_("Erase the stored language model API key"), required=False)
 
     class Meta:
         model = Clinic
@@ -56,7 +70,7 @@ class ClinicAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name in SECRET_FIELDS:
+        for name in WRITE_ONLY_FIELDS:
             self.initial[name] = ""
             stored = getattr(self.instance, name, "") or ""
             keep = _("Leave blank to keep it.") if stored else ""
@@ -68,8 +82,13 @@ class ClinicAdminForm(forms.ModelForm):
         if moved and self.instance.pk and self.instance.whatsapp_api_key and not cleaned.get("whatsapp_api_key"):
             # The stored key is sent with every call to this URL: pointing it elsewhere takes typing it again.
             self.add_error("whatsapp_api_key", _("Type the API key again to use it with the new provider or URL."))
-        for name in SECRET_FIELDS:
-            if self.cleaned_data.get("clear_secrets"):
+        kept_llm_key = not cleaned.get("llm_api_key") and not cleaned.get("clear_llm_api_key")
+        if "llm_base_url" in self.changed_data and self.instance.pk and self.instance.llm_api_key and kept_llm_key:
+            # Same rule as the WhatsApp key: the stored key must not follow the URL to another server unasked.
+            self.add_error("llm_api_key", _("Type the API key again to use it with the new URL."))
+        for name in WRITE_ONLY_FIELDS:
+            erase = "clear_llm_api_key" if name == "llm_api_key" else "clear_secrets"
+            if self.cleaned_data.get(erase):
                 cleaned[name] = ""
             elif not cleaned.get(name):
                 cleaned[name] = getattr(self.instance, name, "") or ""
@@ -126,7 +145,26 @@ class ClinicAdmin(ClinicScopedAdmin):
                 )
             },
         ),
-        (_("Assistant"), {"fields": ("ai_enabled", "assistant_name", "ai_instructions")}),
+        (
+            _("Assistant"),
+            {
+                "fields": (
+                    "ai_enabled",
+                    "assistant_name",
+                    "ai_instructions",
+                    "assistant_handback_minutes",
+                    "transcribe_voice_notes",
+                )
+            },
+        ),
+        (_("Privacy notice (LGPD)"), {"fields": ("privacy_notice", "privacy_notice_url")}),
+        (
+            _("Language model"),
+            {
+                "fields": ("llm_model", "llm_base_url", "llm_api_key", "clear_llm_api_key", "llm_daily_token_budget"),
+                "description": _("Empty fields use the deployment's settings."),
+            },
+        ),
     )
 
     def get_fieldsets(self, request: HttpRequest, obj: Clinic | None = None) -> Any:
@@ -134,14 +172,14 @@ class ClinicAdmin(ClinicScopedAdmin):
         if obj is None or self.has_change_permission(request, obj):
             return fieldsets
         # A read-only page prints field values as they are: show what describe_secret allows instead of secrets.
-        swap = {name: f"{name}_status" for name in SECRET_FIELDS}
+        swap = {name: f"{name}_status" for name in WRITE_ONLY_FIELDS}
         return [
-            (title, {**options, "fields": tuple(swap.get(f, f) for f in options["fields"] if f != "clear_secrets")})
+            (title, {**options, "fields": tuple(swap.get(f, f) for f in options["fields"] if f not in ERASE_FIELDS)})
             for title, options in fieldsets
         ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Clinic | None = None) -> Any:
-        return [*super().get_readonly_fields(request, obj), *(f"{name}_status" for name in SECRET_FIELDS)]
+        return [*super().get_readonly_fields(request, obj), *(f"{name}_status" for name in WRITE_ONLY_FIELDS)]
 
     @admin.display(description=_("API key"))
     def whatsapp_api_key_status(self, obj: Clinic) -> str:
@@ -154,6 +192,10 @@ class ClinicAdmin(ClinicScopedAdmin):
     @admin.display(description=_("verify token"))
     def whatsapp_verify_token_status(self, obj: Clinic) -> str:
         return describe_secret(obj.whatsapp_verify_token)
+
+    @admin.display(description=_("API key"))
+    def llm_api_key_status(self, obj: Clinic) -> str:
+        return describe_secret(obj.llm_api_key)
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         super().save_formset(request, form, formset, change)

@@ -165,6 +165,54 @@ class Clinic(models.Model):
         blank=True,
         help_text=_("Tone, policies and facts the assistant should know, in plain Portuguese."),
     )
+    # After staff take a conversation over, the assistant stays silent; this long after staff's last message it
+    # answers again on its own, so a chat staff forgot is not left unanswered for days.
+    assistant_handback_minutes = models.PositiveIntegerField(
+        _("assistant answers again after (minutes)"),
+        default=120,
+        validators=[MinValueValidator(0), MaxValueValidator(60 * 24 * 7)],
+        help_text=_(
+            "When staff took over a conversation and sent nothing for this long, the assistant answers again. "
+            "0: only when staff give it back."
+        ),
+    )
+    transcribe_voice_notes = models.BooleanField(
+        _("transcribe voice notes"),
+        default=True,
+        help_text=_("Off: patients who send audio are asked to type, and staff are told."),
+    )
+
+    # LGPD: what the assistant sends on a patient's first contact (patients.privacy records who received which).
+    privacy_notice = models.TextField(
+        _("privacy notice"),
+        blank=True,
+        help_text=_(
+            "Sent once to every patient on first contact, in Portuguese, as short as possible. "
+            "Changing it (or its link) sends it again to everyone."
+        ),
+    )
+    privacy_notice_url = models.URLField(
+        _("privacy notice link"), blank=True, help_text=_("A page with the full privacy notice.")
+    )
+
+    # The language model behind the assistant. Empty fields use the deployment's settings.
+    llm_model = models.CharField(
+        _("model"), max_length=100, blank=True, help_text=_("Empty: the deployment's default model.")
+    )
+    llm_base_url = models.URLField(
+        _("API base URL"),
+        blank=True,
+        help_text=_("Any OpenAI-compatible server. Empty: the deployment's."),
+    )
+    llm_api_key = EncryptedTextField(_("API key"), blank=True)
+    llm_daily_token_budget = models.PositiveIntegerField(
+        _("daily token budget"),
+        default=200_000,
+        help_text=_(
+            "Tokens the assistant may use per day. Past it, the rule-based assistant answers until midnight. "
+            "0: never use the language model."
+        ),
+    )
 
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)

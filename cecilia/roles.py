@@ -32,6 +32,10 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "scheduling.appointment": ("add", "change", "view"),
         "conversations.conversation": ("change", "view"),
         "conversations.message": ("add", "view"),
+        # The FAQ the assistant answers from: the front desk knows first when an answer is wrong. Entries are
+        # switched off, not deleted, so deleting stays with managers.
+        "conversations.faqentry": ("add", "change", "view"),
+        "patients.privacyacknowledgement": ("view",),
         # Google Calendar: see the connection, answer "moved in Google — apply it?", resend a failed push.
         "integrations.calendaraccount": ("view",),
         "integrations.calendarreconciliation": ("change", "view"),
@@ -55,6 +59,9 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "conversations.conversation": ("change", "view"),
         "conversations.message": ("add", "view"),
         "conversations.inboundevent": ("view",),
+        "conversations.faqentry": _ALL,
+        "conversations.llmusage": ("view",),
+        "patients.privacyacknowledgement": ("view",),
         "integrations.calendaraccount": ("add", "change", "view"),
         "integrations.calendarreconciliation": ("change", "view"),
         "integrations.calendareventlink": ("view",),

@@ -1,4 +1,5 @@
-"""Admin for conversations, messages and the raw provider events (read-only records of what happened)."""
+"""Admin for conversations, messages and the raw provider events (read-only records of what happened), the clinic's
+FAQ the assistant answers from, and its language model usage."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from cecilia.admin_scoping import (
     scope_queryset,
 )
 from conversations import admin_views
-from conversations.models import Conversation, InboundEvent, Message
+from conversations.models import Conversation, FaqEntry, InboundEvent, LlmUsage, Message
 from patients.admin import register_patient_inline
 
 
@@ -160,3 +161,38 @@ class PatientConversationInline(ClinicScopedTabularInline):
 
 
 register_patient_inline(PatientConversationInline)
+
+
+@admin.register(FaqEntry)
+class FaqEntryAdmin(ClinicScopedAdmin):
+    """The answers the assistant gives to common questions; staff keep them true (prices, parking, documents…)."""
+
+    list_display = ("question", "answer_shown", "active", "updated_at", "clinic")
+    list_filter = ("active", "clinic")
+    list_select_related = ("clinic",)
+    search_fields = ("question", "keywords", "answer")
+    list_editable = ("active",)
+    fields = ("clinic", "question", "answer", "keywords", "active", "updated_at")
+    readonly_fields = ("updated_at",)
+
+    @admin.display(description=_("answer"))
+    def answer_shown(self, obj: FaqEntry) -> str:
+        return Truncator(obj.answer).chars(100)
+
+
+@admin.register(LlmUsage)
+class LlmUsageAdmin(ReadOnlyAdminMixin, ClinicScopedAdmin):
+    """What the language model cost each clinic per day, against its daily token budget."""
+
+    list_display = ("day", "clinic", "calls", "prompt_tokens", "completion_tokens", "total_tokens", "budget")
+    list_filter = ("clinic",)
+    list_select_related = ("clinic",)
+    date_hierarchy = "day"
+
+    @admin.display(description=_("total tokens"))
+    def total_tokens(self, obj: LlmUsage) -> int:
+        return obj.total_tokens
+
+    @admin.display(description=_("daily budget"))
+    def budget(self, obj: LlmUsage) -> int:
+        return obj.clinic.llm_daily_token_budget

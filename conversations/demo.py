@@ -21,6 +21,7 @@ from conversations.models import (
     AttentionReason,
     Conversation,
     ConversationOwner,
+    FaqEntry,
     Message,
     MessageAuthor,
     MessageDirection,
@@ -76,6 +77,57 @@ _SERVICES = (
 
 _HEALTH_PLANS = ("Unimed", "Bradesco Saúde", "SulAmérica", "Amil")
 
+_PRIVACY_NOTICE = (
+    "Seus dados (nome, telefone e informações das consultas) são usados só para o seu atendimento na clínica, "
+    "conforme a LGPD. Você pode pedir acesso, correção ou exclusão a qualquer momento."
+)
+
+_FAQ = (
+    # question, keywords, answer
+    (
+        "Tem estacionamento?",
+        "estacionar carro vaga garagem valet",
+        "Temos *estacionamento conveniado* no próprio prédio (entrada pela Alameda Santos). "
+        "Pacientes pagam R$ 10 pelo período da consulta — é só carimbar o tíquete na recepção. 🚗",
+    ),
+    (
+        "Quais formas de pagamento vocês aceitam?",
+        "pagar cartao credito debito pix dinheiro parcelar parcela",
+        "Aceitamos *Pix*, *cartão de débito* e *cartão de crédito* (em até 3x sem juros a partir de R$ 300) "
+        "e dinheiro. Não aceitamos cheque.",
+    ),
+    (
+        "Vocês atendem convênio?",
+        "plano de saude convenio carteirinha reembolso particular",
+        "Atendemos *Unimed* e *Bradesco Saúde* para consultas e limpeza. Para outros planos, atendemos "
+        "particular e emitimos nota fiscal e recibo para você pedir *reembolso* ao seu plano.",
+    ),
+    (
+        "O que preciso levar na primeira consulta?",
+        "documentos documento rg cpf carteirinha primeira vez levar trazer exames",
+        "Na primeira consulta, traga:\n1. Um documento com foto (RG ou CNH)\n2. A *carteirinha do convênio*, "
+        "se for usar\n3. Exames e receitas recentes, se tiver\nChegue uns *10 minutos antes* para o cadastro. 😊",
+    ),
+    (
+        "Como funciona o cancelamento?",
+        "cancelar desmarcar remarcar falta atraso",
+        "Você pode cancelar ou remarcar por aqui mesmo, até *24 horas antes* da consulta, sem custo. "
+        "Se precisar cancelar mais em cima da hora, avise assim mesmo: a recepção vai te ajudar. "
+        "Atrasos de mais de 15 minutos podem precisar de remarcação.",
+    ),
+    (
+        "Vocês atendem crianças?",
+        "criança filho filha infantil bebê pediatria idade",
+        "Atendemos crianças a partir de *3 anos* na odontologia e na clínica geral. Menores de 18 anos "
+        "precisam vir acompanhados de um responsável.",
+    ),
+    (
+        "Tem acessibilidade para cadeirantes?",
+        "cadeira de rodas elevador rampa mobilidade reduzida acessivel",
+        "Sim! O prédio tem *rampa e elevador*, e o consultório é acessível para cadeira de rodas. ♿",
+    ),
+)
+
 _PATIENT_NAMES = (
     "Maria Aparecida Silva",
     "José Carlos Santos",
@@ -119,6 +171,7 @@ def demo_clinic_seed(*, password: str = DEMO_PASSWORD, today: datetime.date | No
     today = today or timezone.localdate(timezone=clinic.tz)
     created_appointments = _appointments(clinic, patients, services, today)
     _conversations(clinic, patients)
+    _faq(clinic)
     return DemoResult(clinic, created_patients, created_appointments, password)
 
 
@@ -136,6 +189,8 @@ def _clinic() -> Clinic:
             "website": "https://sorrisoesaude.example",
             "whatsapp_provider": WhatsAppProvider.CONSOLE,
             "whatsapp_instance": "demo",
+            "privacy_notice": _PRIVACY_NOTICE,
+            "privacy_notice_url": "https://sorrisoesaude.example/privacidade",
         },
     )
     if created:
@@ -344,3 +399,10 @@ def _conversations(clinic: Clinic, patients: list[Patient]) -> None:
                 author=MessageAuthor.PATIENT if inbound else MessageAuthor.AI,
                 turn=turn if inbound else None,
             )
+
+
+def _faq(clinic: Clinic) -> None:
+    for question, keywords, answer in _FAQ:
+        FaqEntry.objects.get_or_create(
+            clinic=clinic, question=question, defaults={"keywords": keywords, "answer": answer}
+        )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -117,6 +119,8 @@ class Turn(ClinicOwnedModel):
     error = models.CharField(_("error"), max_length=200, blank=True)
     started_at = models.DateTimeField(_("started at"), default=timezone.now)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    # When the patient was told "one moment" because the engine was slow (at most once per turn).
+    holding_sent_at = models.DateTimeField(_("holding message sent at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("assistant turn")
@@ -362,3 +366,75 @@ class InboundEvent(models.Model):
     def __str__(self) -> str:
         when = date_format(timezone.localtime(self.received_at), "SHORT_DATETIME_FORMAT") if self.received_at else ""
         return f"{self.get_provider_display()} · {self.event_type} · {when}"
+
+
+# The text search configuration of the FAQ (created by migration 0008): Portuguese stemming after removing accents,
+# so "cartao" finds "cartão" and "estacionar" finds "estacionamento".
+FAQ_SEARCH_CONFIG = "portuguese_unaccent"
+# What the FAQ is searched on. The GIN index below is built on this exact expression and conversations.knowledge
+# queries with it: PostgreSQL uses an expression index only for an identical expression.
+FAQ_SEARCH_VECTOR = SearchVector("question", "keywords", weight="A", config=FAQ_SEARCH_CONFIG) + SearchVector(
+    "answer", weight="B", config=FAQ_SEARCH_CONFIG
+)
+
+
+class FaqEntry(models.Model):
+    """A question patients ask and the clinic's answer, as the patient will read it. Both engines search these."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="faq_entries", verbose_name=_("clinic"))
+    question = models.CharField(_("question"), max_length=200, help_text=_("As a patient would ask it."))
+    answer = models.TextField(
+        _("answer"), help_text=_("In Portuguese, as the patient will read it on WhatsApp (*bold* works).")
+    )
+    keywords = models.CharField(
+        _("keywords"),
+        max_length=200,
+        blank=True,
+        help_text=_("Other words patients use for this, separated by spaces (e.g. estacionar carro vaga)."),
+    )
+    active = models.BooleanField(_("active"), default=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("FAQ entry")
+        verbose_name_plural = _("FAQ")
+        ordering = ["question", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(question=""), name="faq_entry_question_not_empty"),
+            models.CheckConstraint(condition=~Q(answer=""), name="faq_entry_answer_not_empty"),
+        ]
+        indexes = [
+            GinIndex(FAQ_SEARCH_VECTOR, name="faq_entry_search_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.question
+
+
+class LlmUsage(models.Model):
+    """The language model calls and tokens of one clinic on one clinic-local day: the daily budget reads it.
+
+    Written only by conversations.llm_budget, with one atomic upsert per call.
+    """
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+", verbose_name=_("clinic"))
+    day = models.DateField(_("day"))
+    calls = models.PositiveIntegerField(_("calls"), default=0)
+    prompt_tokens = models.PositiveBigIntegerField(_("prompt tokens"), default=0)
+    completion_tokens = models.PositiveBigIntegerField(_("completion tokens"), default=0)
+
+    class Meta:
+        verbose_name = _("language model usage")
+        verbose_name_plural = _("language model usage")
+        ordering = ["-day", "clinic"]
+        constraints = [
+            # The upsert of llm_usage_add conflicts on it: one row per clinic per day, however many workers.
+            models.UniqueConstraint(fields=["clinic", "day"], name="llm_usage_one_per_clinic_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.clinic} · {date_format(self.day, 'SHORT_DATE_FORMAT')}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens

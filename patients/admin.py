@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, ScopedRelatedFilter, yes_no_filter
-from patients.models import HealthPlan, Patient, PatientGuardian
+from patients.models import HealthPlan, Patient, PatientGuardian, PrivacyAcknowledgement
 from patients.phones import format_phone_for_display
 
 _EXTRA_PATIENT_INLINES: list[type[admin.options.InlineModelAdmin]] = []
@@ -44,6 +44,29 @@ class GuardianInline(ClinicScopedTabularInline):
     verbose_name_plural = _("guardians (they book for this patient)")
 
 
+class PrivacyAcknowledgementInline(ClinicScopedTabularInline):
+    """Which versions of the clinic's privacy notice the patient was sent, and when they went on after it.
+
+    A record for the clinic and the law (LGPD): written by the assistant only, never edited.
+    """
+
+    model = PrivacyAcknowledgement
+    fields = ("notice_version", "notice_sent_at", "acknowledged_at", "channel")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
     list_display = ("display_name", "phone_display", "health_plan", "created_at")
@@ -70,7 +93,7 @@ class PatientAdmin(ClinicScopedAdmin):
     )
 
     def get_inlines(self, request: HttpRequest, obj: Patient | None) -> list[Any]:
-        return [DependentInline, GuardianInline, *_EXTRA_PATIENT_INLINES]
+        return [DependentInline, GuardianInline, *_EXTRA_PATIENT_INLINES, PrivacyAcknowledgementInline]
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         """Staff search by phone as they read it ("(11) 98765-4321") and by CPF with punctuation."""

@@ -177,3 +177,43 @@ class PatientGuardian(ClinicOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.dependent} ← {self.guardian}"
+
+
+class PrivacyAcknowledgement(ClinicOwnedModel):
+    """The clinic's privacy notice (LGPD) sent to a patient, in one version, and when the patient went on after it.
+
+    One row per notice version: a changed notice text or link is a new version, sent again to everyone. The
+    patient writing again after receiving the notice counts as acknowledging it (the usual practice for notices,
+    which inform rather than ask for consent; consent for specific uses is recorded elsewhere). Written by
+    patients.privacy only.
+    """
+
+    same_clinic_fields = ("patient",)
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+", verbose_name=_("clinic"))
+    patient = models.ForeignKey(
+        Patient, on_delete=models.CASCADE, related_name="privacy_acknowledgements", verbose_name=_("patient")
+    )
+    # A short hash of the notice text and link as sent (patients.privacy.privacy_notice_version).
+    notice_version = models.CharField(_("notice version"), max_length=16)
+    notice_sent_at = models.DateTimeField(_("notice sent at"))
+    acknowledged_at = models.DateTimeField(_("acknowledged at"), null=True, blank=True)
+    channel = models.CharField(_("channel"), max_length=20, default="whatsapp")
+
+    class Meta:
+        verbose_name = _("privacy notice acknowledgement")
+        verbose_name_plural = _("privacy notice acknowledgements")
+        ordering = ["-notice_sent_at", "-id"]
+        constraints = [
+            # The first-contact turn asks "was this version sent?": a retried turn finds the row and sends nothing.
+            models.UniqueConstraint(
+                fields=["clinic", "patient", "notice_version"], name="privacy_ack_one_per_notice_version"
+            ),
+            models.CheckConstraint(
+                condition=Q(acknowledged_at__isnull=True) | Q(acknowledged_at__gte=F("notice_sent_at")),
+                name="privacy_ack_after_notice",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient} · {self.notice_version}"
