@@ -64,3 +64,26 @@ def _refresh(patient: Patient, *, e164: str | None, whatsapp_id: str, whatsapp_n
 
 def _whatsapp_id_taken(patient: Patient, whatsapp_id: str) -> bool:
     return Patient.objects.filter(clinic_id=patient.clinic_id, whatsapp_id=whatsapp_id).exclude(pk=patient.pk).exists()
+
+
+_NAME_PARTICLES = frozenset({"da", "das", "de", "do", "dos", "e"})
+
+
+def patient_name_record(*, patient: Patient, full_name: str) -> Patient:
+    """Record the full name a patient told the assistant ("maria da silva" → "Maria da Silva").
+
+    Spaces are tidied and an all-lower or all-upper name is capitalised the Brazilian way (particles stay lower);
+    a name typed with its own capitals is kept as typed. Staff can correct it in the admin. Raises ValueError for a
+    blank name.
+    """
+    name = " ".join(full_name.split())[: Patient._meta.get_field("full_name").max_length]
+    if not name:
+        raise ValueError("A patient's name cannot be blank.")
+    if name.islower() or name.isupper():
+        name = " ".join(
+            word.lower() if index and word.lower() in _NAME_PARTICLES else word.capitalize()
+            for index, word in enumerate(name.split())
+        )
+    patient.full_name = name
+    patient.save(update_fields=["full_name", "updated_at"])
+    return patient
