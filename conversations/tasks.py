@@ -72,3 +72,18 @@ def turns_relay() -> int:
     for conversation_id in due:
         turn_enqueue(conversation_id)
     return len(due)
+
+
+def turn_holding_enqueue(turn_id: int) -> None:
+    """In TURN_HOLDING_AFTER_SECONDS, tell the patient we are on it if the turn is still thinking by then."""
+    try:
+        turn_holding_message.apply_async((turn_id,), countdown=settings.TURN_HOLDING_AFTER_SECONDS)
+    except Exception:  # no broker: the answer itself still goes out when the turn ends
+        logger.warning("Holding message for turn %s not scheduled", turn_id, exc_info=True)
+
+
+@shared_task(acks_late=True)
+def turn_holding_message(turn_id: int) -> bool:
+    from conversations.turns import turn_holding_send
+
+    return turn_holding_send(turn_id=turn_id)

@@ -23,7 +23,8 @@ from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
-from conversations import engines
+from conversations import engines, guardrails, privacy
+from conversations.guardrails import GuardKind
 from conversations.models import (
     AttentionReason,
     Conversation,
@@ -34,6 +35,8 @@ from conversations.models import (
     Turn,
     TurnOutcome,
 )
+from conversations.nlu.text import normalize
+from patients.models import Patient
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +90,135 @@ def _turn_with_lease(conversation_id: int, now: datetime.datetime) -> TurnResult
     with transaction.atomic():
         turn = Turn.objects.create(clinic_id=conversation.clinic_id, conversation=conversation, started_at=now)
         Message.objects.filter(pk__in=[message.pk for message in pending], turn__isnull=True).update(turn=turn)
+    privacy.acknowledge_if_replying(conversation=conversation, pending=pending)
+    if _opt_back_in(conversation, pending, turn, now):
+        return TurnResult(turn_id=turn.pk, outcome=TurnOutcome.ANSWERED)
 
+    # Guardrails first, whoever owns the conversation and whatever the clinic set: no engine can overrule them.
+    guard = _guard(conversation, pending)
+    if guard is not None and guard.kind != GuardKind.MEDICAL_ADVICE:
+        return _apply_guard(conversation, turn, guard, now)
+
+    _hand_back_if_idle(conversation, now)
     outcome = _decide(conversation, pending, turn, now)
     if outcome is not None:
         _finish(turn, outcome, now=now, conversation=conversation)
         return TurnResult(turn_id=turn.pk, outcome=outcome)
-    return _answer(conversation, pending, turn, now)
+    # A question about medicines or exams gets its fixed answer; the engine still handles the rest of the message.
+    preface = [guard.reply] if guard is not None else []
+    return _answer(conversation, pending, turn, now, preface=preface)
+
+
+_OPT_IN_WORDS = {"voltar", "quero voltar", "voltar a receber", "pode voltar a mandar"}
+OPT_IN_REPLY = "Pronto! Você voltou a receber nossos lembretes e mensagens automáticas. 😊"
+
+
+def _opt_back_in(conversation: Conversation, pending: list[Message], turn: Turn, now: datetime.datetime) -> bool:
+    """A patient who opted out writes "voltar" (the opt-out reply tells them to): automated messages resume."""
+    from conversations.outbox import message_queue_outbound
+
+    patient = conversation.patient
+    if not patient.opt_out_automated:
+        return False
+    if not any(normalize(message.text) in _OPT_IN_WORDS for message in pending if message.text):
+        return False
+    turn.engine = "guardrails"
+    with transaction.atomic():
+        Patient.objects.filter(pk=patient.pk).update(opt_out_automated=False, updated_at=now)
+        patient.opt_out_automated = False
+        message_queue_outbound(conversation=conversation, text=OPT_IN_REPLY, author=MessageAuthor.AI)
+        _finish(turn, TurnOutcome.ANSWERED, now=now, conversation=conversation)
+    return True
+
+
+def _guard(conversation: Conversation, pending: list[Message]) -> guardrails.Guard | None:
+    """The most serious guard any of the new messages trips (one reply for the burst)."""
+    found = [
+        guard
+        for message in pending
+        if message.text
+        and (guard := guardrails.check(message.text, clinic_name=conversation.clinic.name,
+                                       clinic_phone=conversation.clinic.phone))
+    ]  # fmt: skip
+    return min(found, key=lambda guard: _GUARD_RANK[guard.kind], default=None)
+
+
+# The most serious first (the same order guardrails.check applies within one message).
+_GUARD_RANK = {
+    kind: rank
+    for rank, kind in enumerate(
+        (
+            GuardKind.SUICIDE,
+            GuardKind.EMERGENCY,
+            GuardKind.HUMAN,
+            GuardKind.OPT_OUT,
+            GuardKind.ABUSE,
+            GuardKind.MEDICAL_ADVICE,
+        )
+    )
+}
+_GUARD_ATTENTION = {
+    GuardKind.SUICIDE: AttentionReason.EMERGENCY,
+    GuardKind.EMERGENCY: AttentionReason.EMERGENCY,
+    GuardKind.HUMAN: AttentionReason.ASKED_FOR_HUMAN,
+    GuardKind.ABUSE: AttentionReason.HANDOFF,
+}
+
+
+def _apply_guard(conversation: Conversation, turn: Turn, guard: guardrails.Guard, now: datetime.datetime) -> TurnResult:
+    from conversations.outbox import message_queue_outbound
+
+    urgent = guard.kind in (GuardKind.EMERGENCY, GuardKind.SUICIDE)
+    turn.engine = "guardrails"
+    with transaction.atomic():
+        current = Conversation.objects.select_for_update().select_related("clinic").get(pk=conversation.pk)
+        staff_there = current.owner == ConversationOwner.HUMAN
+        # An emergency is answered even in a conversation staff own: they may not be looking right now.
+        if urgent or not staff_there:
+            message_queue_outbound(conversation=current, text=guard.reply, author=MessageAuthor.AI)
+        if guard.kind == GuardKind.OPT_OUT:
+            Patient.objects.filter(pk=current.patient_id).update(opt_out_automated=True, updated_at=now)
+        fields = ["updated_at"]
+        if guard.stop_assistant and not staff_there:
+            current.owner = ConversationOwner.HUMAN
+            current.handoff_summary = guard.summary
+            fields += ["owner", "handoff_summary"]
+        current.save(update_fields=fields)
+        outcome = TurnOutcome.HANDED_OFF if guard.stop_assistant else TurnOutcome.ANSWERED
+        _finish(turn, outcome, now=now, conversation=current, reason=_GUARD_ATTENTION.get(guard.kind))
+    if urgent:
+        logger.warning("Emergency guardrail in conversation %s (%s): staff alerted", conversation.pk, guard.kind)
+    return TurnResult(turn_id=turn.pk, outcome=outcome)
+
+
+def _hand_back_if_idle(conversation: Conversation, now: datetime.datetime) -> None:
+    """Staff took the conversation and then went quiet for the clinic's hand-back time: the assistant answers again."""
+    minutes = conversation.clinic.assistant_handback_minutes
+    if conversation.owner != ConversationOwner.HUMAN or not minutes:
+        return
+    last_staff = (
+        Message.objects.filter(conversation=conversation, author=MessageAuthor.STAFF)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    handed_over = (
+        Turn.objects.filter(conversation=conversation, outcome=TurnOutcome.HANDED_OFF)
+        .order_by("-started_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    quiet_since = max(filter(None, [last_staff, handed_over]), default=conversation.updated_at)
+    if now - quiet_since < datetime.timedelta(minutes=minutes):
+        return
+    # Never over an emergency nobody has looked at yet.
+    if conversation.needs_attention and conversation.attention_reason == AttentionReason.EMERGENCY:
+        return
+    updated = Conversation.objects.filter(pk=conversation.pk, owner=ConversationOwner.HUMAN).update(
+        owner=ConversationOwner.AI, updated_at=now
+    )
+    if updated:
+        conversation.owner = ConversationOwner.AI
 
 
 def _decide(
@@ -104,7 +230,7 @@ def _decide(
     stale_before = now - datetime.timedelta(minutes=settings.TURN_STALE_AFTER_MINUTES)
     if all((message.sent_at or message.created_at) < stale_before for message in pending):
         return TurnOutcome.STALE
-    if not conversation.clinic.ai_enabled or engines.engine_for(conversation.clinic) is None:
+    if not conversation.clinic.ai_enabled or conversation.patient.opt_out_ai:
         return TurnOutcome.ASSISTANT_OFF
     return None
 
@@ -116,12 +242,21 @@ _ATTENTION = {
 }
 
 
-def _answer(conversation: Conversation, pending: list[Message], turn: Turn, now: datetime.datetime) -> TurnResult:
+def _answer(
+    conversation: Conversation,
+    pending: list[Message],
+    turn: Turn,
+    now: datetime.datetime,
+    *,
+    preface: list[str],
+) -> TurnResult:
     from conversations.outbox import message_queue_outbound
+    from conversations.tasks import turn_holding_enqueue
 
     engine = engines.engine_for(conversation.clinic)
-    assert engine is not None  # _decide checked
     turn.engine = engine.name[:40]
+    # A model can take seconds: if the answer is not out by then, the patient hears from us anyway.
+    turn_holding_enqueue(turn.pk)
     try:
         reply = engine.respond(
             engines.TurnInput(clinic=conversation.clinic, conversation=conversation, messages=pending, now=now)
@@ -134,11 +269,14 @@ def _answer(conversation: Conversation, pending: list[Message], turn: Turn, now:
     try:
         with transaction.atomic():
             # Staff may have taken over while the engine was thinking: they have the last word.
-            current = Conversation.objects.select_for_update().get(pk=conversation.pk)
+            current = (
+                Conversation.objects.select_for_update().select_related("clinic", "patient").get(pk=conversation.pk)
+            )
             if current.owner == ConversationOwner.HUMAN:
                 _finish(turn, TurnOutcome.STAFF_OWNS, now=now, conversation=current)
                 return TurnResult(turn_id=turn.pk, outcome=TurnOutcome.STAFF_OWNS)
-            for text in reply.texts:
+            texts = [*privacy.first_contact_texts(conversation=current, now=now), *preface, *reply.texts]
+            for text in texts:
                 if text.strip():
                     message_queue_outbound(conversation=current, text=text, author=MessageAuthor.AI)
             fields = ["updated_at"]
@@ -158,6 +296,26 @@ def _answer(conversation: Conversation, pending: list[Message], turn: Turn, now:
         _finish(turn, TurnOutcome.FAILED, now=now, conversation=conversation, error=type(exc).__name__)
         return TurnResult(turn_id=turn.pk, outcome=TurnOutcome.FAILED)
     return TurnResult(turn_id=turn.pk, outcome=outcome)
+
+
+def turn_holding_send(*, turn_id: int) -> bool:
+    """If the turn is still thinking, tell the patient we are on it (once). True when a message was queued."""
+    from conversations.outbox import message_queue_outbound
+
+    with transaction.atomic():
+        turn = Turn.objects.select_for_update().select_related("conversation").filter(pk=turn_id).first()
+        if turn is None or turn.outcome != TurnOutcome.RUNNING or turn.holding_sent_at is not None:
+            return False
+        conversation = turn.conversation
+        if conversation.owner == ConversationOwner.HUMAN:
+            return False
+        message_queue_outbound(conversation=conversation, text=HOLDING_MESSAGE, author=MessageAuthor.AI)
+        turn.holding_sent_at = timezone.now()
+        turn.save(update_fields=["holding_sent_at"])
+    return True
+
+
+HOLDING_MESSAGE = "Só um instantinho, já te respondo 😊"
 
 
 def _finish(

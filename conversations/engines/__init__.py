@@ -4,9 +4,9 @@ A turn (conversations.turns) hands an engine the patient's new messages and appl
 through the outbox, a hand-off to staff, the engine's working memory (`Conversation.state`). Engines never write
 replies themselves; booking and the like go through the scheduling services.
 
-`engine_for` picks the engine of a clinic. The rule-based Portuguese receptionist (the default) and the LLM agent
-(when a model is configured) plug in here with issue 5; until then no engine answers and every turn leaves the
-conversation to staff, flagged "unanswered".
+`engine_for` picks the engine of a clinic: the LLM receptionist when a model is configured for it (a key and a
+token budget), which falls back to the rule-based receptionist by itself when the model fails, is slow or the budget
+runs out; the rule-based Portuguese receptionist otherwise.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ class Engine(Protocol):
     def respond(self, turn: TurnInput) -> EngineReply: ...
 
 
-def engine_for(clinic: Clinic) -> Engine | None:
-    """The engine that answers this clinic's patients; None: nobody yet, staff answer."""
-    return None
+def engine_for(clinic: Clinic) -> Engine:
+    """The engine that answers this clinic's patients."""
+    from conversations.engines.llm import LlmEngine, llm_configured
+    from conversations.engines.rules import RuleEngine
+
+    return LlmEngine() if llm_configured(clinic) else RuleEngine()

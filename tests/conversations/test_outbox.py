@@ -20,7 +20,7 @@ import respx
 from django.core.files.base import ContentFile
 from django.db import connection
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from cecilia.models import WhatsAppProvider
 from conversations.models import (
@@ -84,6 +84,13 @@ def answer_with_fresh_ids(route: respx.Route) -> None:
         return httpx.Response(201, json=body)
 
     route.side_effect = answer
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """Staff-facing reasons are asserted in the English source; the suite's default language is pt-BR."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture

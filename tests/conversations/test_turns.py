@@ -99,6 +99,10 @@ def receive(clinic, text: str, *, phone: str = "5511987654321", from_me: bool = 
     )
 
 
+def ai_texts() -> list[str]:
+    return list(Message.objects.filter(author=MessageAuthor.AI).order_by("id").values_list("text", flat=True))
+
+
 def later(seconds: float = 30) -> datetime.datetime:
     return timezone.now() + datetime.timedelta(seconds=seconds)
 
@@ -119,7 +123,9 @@ def test_a_burst_is_answered_once_together_after_the_chat_goes_quiet(clinic, eng
     result = turn_run(conversation_id=first.conversation_id, now=later())
     assert result.outcome == TurnOutcome.ANSWERED
     assert engine.calls == [["oi", "queria marcar", "pra amanhã"]]
-    reply = Message.objects.get(direction=MessageDirection.OUTBOUND)
+    # First contact: who is talking and the privacy notice, then the engine's answer.
+    greeting, reply = Message.objects.filter(direction=MessageDirection.OUTBOUND).order_by("id")
+    assert greeting.text.startswith("Olá! Eu sou a *Cecília*, assistente virtual da Clínica Turnos")
     assert (reply.author, reply.status, reply.text) == (MessageAuthor.AI, MessageStatus.QUEUED, engine.reply.texts[0])
     assert set(Message.objects.filter(direction=MessageDirection.INBOUND).values_list("turn", flat=True)) == {
         result.turn_id
@@ -172,7 +178,7 @@ def test_one_webhook_delivered_three_times_makes_one_message_and_one_turn(client
         turn_run(conversation_id=conversation.pk, now=later())
     assert Message.objects.filter(direction=MessageDirection.INBOUND).count() == 1
     assert Turn.objects.count() == 1
-    assert Message.objects.filter(direction=MessageDirection.OUTBOUND).count() == 1
+    assert ai_texts()[1:] == [engine.reply.texts[0]]  # after the first-contact greeting
 
 
 @pytest.mark.django_db(transaction=True)
@@ -203,7 +209,7 @@ def test_two_workers_running_the_turn_at_once_answer_once(clinic, monkeypatch):
     outcomes = sorted((r.outcome or "", r.retry_in is not None) for r in results)
     assert outcomes == [("", True), (TurnOutcome.ANSWERED, False)]
     assert len(engine.calls) == 1
-    assert Message.objects.filter(direction=MessageDirection.OUTBOUND).count() == 1
+    assert ai_texts()[1:] == [engine.reply.texts[0]]  # after the first-contact greeting
 
 
 @pytest.mark.django_db
@@ -283,22 +289,15 @@ def test_a_fresh_message_after_old_ones_is_answered_with_all_of_them(clinic, eng
 
 
 @pytest.mark.django_db
-def test_without_an_engine_the_conversation_is_left_to_staff_as_unanswered(clinic, enqueued):
-    message = receive(clinic, "vocês abrem sábado?")
-    result = turn_run(conversation_id=message.conversation_id, now=later())
-    assert result.outcome == TurnOutcome.ASSISTANT_OFF
-    conversation = Conversation.objects.get()
-    assert (conversation.needs_attention, conversation.attention_reason) == (True, AttentionReason.UNANSWERED)
-    assert not Message.objects.filter(direction=MessageDirection.OUTBOUND).exists()
-
-
-@pytest.mark.django_db
 def test_a_clinic_that_switched_the_assistant_off_gets_no_automatic_answer(clinic, engine, enqueued):
     clinic.ai_enabled = False
     clinic.save()
     message = receive(clinic, "oi")
     assert turn_run(conversation_id=message.conversation_id, now=later()).outcome == TurnOutcome.ASSISTANT_OFF
     assert engine.calls == []
+    conversation = Conversation.objects.get()
+    assert (conversation.needs_attention, conversation.attention_reason) == (True, AttentionReason.UNANSWERED)
+    assert not Message.objects.filter(direction=MessageDirection.OUTBOUND).exists()
 
 
 @pytest.mark.django_db
@@ -335,7 +334,7 @@ def test_a_handoff_passes_the_conversation_to_staff_with_the_summary(clinic, mon
     assert conversation.handoff_summary == "Quer saber se o plano cobre clareamento."
     assert (conversation.needs_attention, conversation.attention_reason) == (True, AttentionReason.HANDOFF)
     assert conversation.state == {"flow": None}
-    assert Message.objects.filter(author=MessageAuthor.AI).count() == 1
+    assert ai_texts()[1:] == ["Vou chamar alguém da recepção pra te ajudar, tá? 😊"]
 
 
 @pytest.mark.django_db
@@ -396,3 +395,130 @@ def test_the_relay_finds_patient_messages_whose_turn_task_was_lost(clinic, enque
 
     assert tasks.turns_relay() == 1
     assert enqueued == [(lost.conversation_id, None)]
+
+
+# --- guardrails, first contact, hand-back and the holding message --------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_emergency_is_answered_with_samu_even_when_staff_own_the_chat_and_flagged_above_all(
+    clinic, engine, enqueued
+):
+    receive(clinic, "Bom dia, Maria! Aqui é a Ana.", from_me=True)
+    Conversation.objects.update(needs_attention=True, attention_reason=AttentionReason.UNANSWERED)
+    message = receive(clinic, "to com uma dor no peito muito forte e falta de ar")
+
+    result = turn_run(conversation_id=message.conversation_id, now=later())
+
+    assert result.outcome == TurnOutcome.HANDED_OFF
+    assert engine.calls == []
+    [reply] = ai_texts()
+    assert "192" in reply
+    conversation = Conversation.objects.get()
+    assert (conversation.needs_attention, conversation.attention_reason) == (True, AttentionReason.EMERGENCY)
+
+
+@pytest.mark.django_db
+def test_asking_for_a_person_hands_the_chat_over_and_the_assistant_goes_quiet(clinic, engine, enqueued):
+    message = receive(clinic, "quero falar com uma atendente por favor")
+    assert turn_run(conversation_id=message.conversation_id, now=later()).outcome == TurnOutcome.HANDED_OFF
+    conversation = Conversation.objects.get()
+    assert conversation.owner == ConversationOwner.HUMAN
+    assert conversation.attention_reason == AttentionReason.ASKED_FOR_HUMAN
+    assert conversation.handoff_summary  # what staff read first
+    assert len(ai_texts()) == 1 and engine.calls == []
+
+    follow_up = receive(clinic, "oi? alguém?")
+    assert turn_run(conversation_id=follow_up.conversation_id, now=later(60)).outcome == TurnOutcome.STAFF_OWNS
+    assert len(ai_texts()) == 1
+
+
+@pytest.mark.django_db
+def test_opting_out_stops_automated_messages_and_voltar_brings_them_back(clinic, engine, enqueued):
+    message = receive(clinic, "parar")
+    turn_run(conversation_id=message.conversation_id, now=later())
+    patient = Conversation.objects.get().patient
+    patient.refresh_from_db()
+    assert patient.opt_out_automated
+    assert "voltar" in ai_texts()[-1]
+
+    Conversation.objects.update(owner=ConversationOwner.AI)  # staff gave the chat back
+    again = receive(clinic, "Voltar")
+    turn_run(conversation_id=again.conversation_id, now=later(60))
+    patient.refresh_from_db()
+    assert not patient.opt_out_automated
+    assert ai_texts()[-1].startswith("Pronto! Você voltou a receber")
+
+
+@pytest.mark.django_db
+def test_a_question_about_medicines_gets_the_fixed_answer_and_the_rest_is_still_handled(clinic, engine, enqueued):
+    message = receive(clinic, "posso tomar dipirona antes da extração?")
+    result = turn_run(conversation_id=message.conversation_id, now=later())
+    assert result.outcome == TurnOutcome.ANSWERED
+    _greeting, fixed, answer = ai_texts()
+    assert "orientação médica" in fixed and answer == engine.reply.texts[0]
+    assert engine.calls == [["posso tomar dipirona antes da extração?"]]
+
+
+@pytest.mark.django_db
+def test_the_privacy_notice_is_sent_once_and_acknowledged_when_the_patient_writes_again(clinic, engine, enqueued):
+    from patients.models import PrivacyAcknowledgement
+
+    clinic.privacy_notice = "Tratamos seus dados só para o atendimento."
+    clinic.privacy_notice_url = "https://clinica.example/privacidade"
+    clinic.save()
+    first = receive(clinic, "oi")
+    turn_run(conversation_id=first.conversation_id, now=later())
+    greeting = ai_texts()[0]
+    assert "Tratamos seus dados" in greeting and "https://clinica.example/privacidade" in greeting
+    record = PrivacyAcknowledgement.objects.get()
+    assert record.acknowledged_at is None
+
+    second = receive(clinic, "queria marcar")
+    Message.objects.filter(pk=second.pk).update(created_at=timezone.now() + datetime.timedelta(seconds=40))
+    turn_run(conversation_id=second.conversation_id, now=later(90))
+    record.refresh_from_db()
+    assert record.acknowledged_at is not None
+    assert sum("Tratamos seus dados" in text for text in ai_texts()) == 1
+
+
+@pytest.mark.django_db
+def test_the_assistant_answers_again_after_staff_went_quiet_for_the_hand_back_time(clinic, engine, enqueued):
+    clinic.assistant_handback_minutes = 60
+    clinic.save()
+    receive(clinic, "Oi Maria, é a Ana da recepção.", from_me=True)
+    Message.objects.update(created_at=timezone.now() - datetime.timedelta(hours=2))
+    message = receive(clinic, "oi, queria marcar outra limpeza")
+
+    result = turn_run(conversation_id=message.conversation_id, now=later())
+
+    assert result.outcome == TurnOutcome.ANSWERED
+    assert Conversation.objects.get().owner == ConversationOwner.AI
+
+
+@pytest.mark.django_db
+def test_staff_who_answered_recently_keep_the_conversation(clinic, engine, enqueued):
+    clinic.assistant_handback_minutes = 60
+    clinic.save()
+    receive(clinic, "Oi Maria, é a Ana da recepção.", from_me=True)
+    message = receive(clinic, "obrigada, Ana!")
+    assert turn_run(conversation_id=message.conversation_id, now=later()).outcome == TurnOutcome.STAFF_OWNS
+
+
+@pytest.mark.django_db
+def test_a_slow_turn_tells_the_patient_to_wait_once_and_a_finished_one_does_not(clinic, enqueued):
+    from conversations.turns import HOLDING_MESSAGE, turn_holding_send
+
+    message = receive(clinic, "oi")
+    turn = Turn.objects.create(clinic=clinic, conversation_id=message.conversation_id)
+    assert turn_holding_send(turn_id=turn.pk) is True
+    assert turn_holding_send(turn_id=turn.pk) is False  # once
+    assert ai_texts() == [HOLDING_MESSAGE]
+
+    turn.outcome, turn.finished_at = TurnOutcome.ANSWERED, timezone.now()
+    turn.save()
+    other = Turn.objects.create(
+        clinic=clinic, conversation_id=message.conversation_id, outcome=TurnOutcome.ANSWERED, finished_at=timezone.now()
+    )
+    assert turn_holding_send(turn_id=other.pk) is False
+    assert ai_texts() == [HOLDING_MESSAGE]
