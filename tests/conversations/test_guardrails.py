@@ -6,8 +6,17 @@ import random
 import string
 
 import pytest
+from django.utils import translation
 
 from conversations.guardrails import PRECEDENCE, Guard, GuardKind, check, detect, normalize, reply_for
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """The staff labels are asserted in their English source; the suite's default language is pt-BR."""
+    with translation.override("en"):
+        yield
+
 
 E = GuardKind.EMERGENCY
 S = GuardKind.SUICIDE
