@@ -237,7 +237,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Task modules besides each app's tasks.py (which autodiscovery finds).
-CELERY_IMPORTS = ("conversations.media", "conversations.outbox")
+CELERY_IMPORTS = ("conversations.media", "conversations.outbox", "conversations.voice")
 CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Logging -----------------------------------------------------------------------------------------------------
@@ -309,6 +309,8 @@ TURN_LEASE_SECONDS: int = max(env.int("TURN_LEASE_SECONDS", default=150), CELERY
 TURN_RELAY_AFTER_SECONDS: int = env.int("TURN_RELAY_AFTER_SECONDS", default=60)
 # A turn still thinking after this long (a slow model) sends the patient a short "one moment" message, once.
 TURN_HOLDING_AFTER_SECONDS: float = env.float("TURN_HOLDING_AFTER_SECONDS", default=8.0)
+# Longest a turn waits for a voice note's transcript (counted from its arrival); after it the note counts as unheard.
+TURN_VOICE_WAIT_SECONDS: float = env.float("TURN_VOICE_WAIT_SECONDS", default=30.0)
 
 # --- Admin -------------------------------------------------------------------------------------------------------
 ADMIN_URL: str = env.str("ADMIN_URL", default="admin/")
@@ -343,3 +345,6 @@ OPENAI_TIMEOUT_SECONDS: float = env.float("OPENAI_TIMEOUT_SECONDS", default=20.0
 OPENAI_MAX_RETRIES: int = env.int("OPENAI_MAX_RETRIES", default=1)
 # Model calls in one turn at most (each answer may call tools); past it the rule-based assistant answers.
 LLM_MAX_TOOL_ROUNDS: int = env.int("LLM_MAX_TOOL_ROUNDS", default=6)
+# Voice notes: the transcription model (an OpenAI-compatible server may need "whisper-1") and one call's timeout.
+OPENAI_TRANSCRIPTION_MODEL: str = env.str("OPENAI_TRANSCRIPTION_MODEL", default="gpt-transcribe")
+OPENAI_TRANSCRIPTION_TIMEOUT_SECONDS: float = env.float("OPENAI_TRANSCRIPTION_TIMEOUT_SECONDS", default=20.0)

@@ -1,4 +1,8 @@
-"""Media of inbound messages (voice notes, photos, documents): fetched from the provider into Django's storage."""
+"""Media of inbound messages (voice notes, photos, documents): fetched from the provider into Django's storage.
+
+A patient's voice note goes on to be transcribed once stored (conversations.voice); one that can never be fetched is
+marked not heard at once, so the turn waiting for it asks the patient to type instead of waiting out its bound.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from conversations import voice
 from conversations.models import Message
 from integrations.whatsapp.base import InboundMessage, MediaRef, ProviderError
 
@@ -41,13 +46,14 @@ def message_media_fetch(*, message_id: int) -> str:
         return "skipped"
     ref = _media_ref(message)
     if ref is None:
+        voice.voice_not_heard(message_id=message.pk, code=voice.MEDIA_NOT_FETCHED, why="o webhook não a descreve")
         return "skipped"
     try:
         content = channel_provider(message.clinic).download_media(ref, max_bytes=settings.WHATSAPP_MEDIA_MAX_BYTES)
     except ProviderError as exc:
         if not exc.permanent:
             raise
-        Message.objects.filter(pk=message.pk).update(error=f"Mídia não baixada: {exc.staff_message}"[:2000])
+        media_fetch_failed(message_id=message.pk, why=exc.staff_message)
         return "failed"
     name = content.file_name or f"{message.provider_message_id}{mimetypes.guess_extension(content.mime_type) or ''}"
     with transaction.atomic():
@@ -58,7 +64,15 @@ def message_media_fetch(*, message_id: int) -> str:
         locked.media_mime_type = (content.mime_type or ref.mime_type)[:100]
         locked.error = ""
         locked.save(update_fields=["media", "media_mime_type", "error"])
+        if voice.is_voice_note(locked) and voice.transcription_config(message.clinic) is not None:
+            transaction.on_commit(lambda: voice.message_transcribe_enqueue(message.pk))
     return "stored"
+
+
+def media_fetch_failed(*, message_id: int, why: str) -> None:
+    """The media will not be fetched: staff read why; a voice note's turn stops waiting for it."""
+    Message.objects.filter(pk=message_id).update(error=f"Mídia não baixada: {why}"[:2000])
+    voice.voice_not_heard(message_id=message_id, code=voice.MEDIA_NOT_FETCHED, why=why)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=MAX_ATTEMPTS)
@@ -69,7 +83,7 @@ def message_media_fetch_task(self, message_id: int) -> str:
         # Exponential backoff with jitter: 10 s, 20 s, 40 s… so a provider hiccup does not lose a voice note.
         delay = min(600, 10 * 2**self.request.retries) * (0.8 + 0.4 * random.random())  # noqa: S311
         if self.request.retries >= MAX_ATTEMPTS:
-            Message.objects.filter(pk=message_id).update(error=f"Mídia não baixada: {exc.staff_message}"[:2000])
+            media_fetch_failed(message_id=message_id, why=exc.staff_message)
             return "failed"
         raise self.retry(exc=exc, countdown=delay) from exc
 

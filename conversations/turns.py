@@ -10,6 +10,11 @@ a model for seconds); what it answers is applied in one transaction, after check
 
 At most one reply per message, even after a crash: a turn a dead worker left running is never re-run (the engine may
 have booked or answered already); it is closed as failed and staff are asked to look (`turns_recover`).
+
+Voice notes, photos and documents (conversations.voice): a burst with a voice note still being fetched or transcribed
+waits for it, at most TURN_VOICE_WAIT_SECONDS after it arrived; its transcript is then read like typed text. A voice
+note not heard gets one request to type per burst; a photo or document one "our team will look at it"; both flag the
+conversation for staff, and the engine still answers whatever else the patient wrote.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
-from conversations import engines, guardrails, privacy
+from conversations import engines, guardrails, privacy, voice
 from conversations.guardrails import GuardKind
 from conversations.models import (
     AttentionReason,
@@ -87,6 +92,11 @@ def _turn_with_lease(conversation_id: int, now: datetime.datetime) -> TurnResult
         return TurnResult(retry_in=settings.TURN_DEBOUNCE_SECONDS - quiet_for)
 
     conversation = Conversation.objects.select_related("clinic", "patient").get(pk=conversation_id)
+    # A voice note on its way may say what the patient wants (or an emergency): wait for it, within a bound. The
+    # transcription task enqueues this turn again as soon as the transcript lands or the voice note fails.
+    voice_wait = voice.voice_wait_seconds(clinic=conversation.clinic, messages=pending, now=now)
+    if voice_wait is not None:
+        return TurnResult(retry_in=voice_wait)
     with transaction.atomic():
         turn = Turn.objects.create(clinic_id=conversation.clinic_id, conversation=conversation, started_at=now)
         Message.objects.filter(pk__in=[message.pk for message in pending], turn__isnull=True).update(turn=turn)
@@ -104,9 +114,27 @@ def _turn_with_lease(conversation_id: int, now: datetime.datetime) -> TurnResult
     if outcome is not None:
         _finish(turn, outcome, now=now, conversation=conversation)
         return TurnResult(turn_id=turn.pk, outcome=outcome)
-    # A question about medicines or exams gets its fixed answer; the engine still handles the rest of the message.
-    preface = [guard.reply] if guard is not None else []
-    return _answer(conversation, pending, turn, now, preface=preface)
+    # Unheard voice notes and photos/documents get the turn's own reply and go to staff; the engine reads the rest.
+    media = voice.burst_media(pending)
+    attention = AttentionReason.UNANSWERED if media.needs_staff else None
+    if guard is not None:
+        # A question about medicines, doses or exams: the fixed answer, which offers an appointment; a "sim" next
+        # starts booking (the rule engine's offer_book step) unless the patient was already in the middle of one.
+        state = dict(conversation.state or {})
+        offer = None if state.get("flow") else {**state, "flow": "offer_book"}
+        return _answer(
+            conversation, [], turn, now, preface=[guard.reply, *media.notes], engine_needed=False,
+            state=offer, attention=attention,
+        )  # fmt: skip
+    return _answer(
+        conversation,
+        media.for_engine,
+        turn,
+        now,
+        preface=media.notes,
+        engine_needed=media.engine_needed,
+        attention=attention,
+    )
 
 
 _OPT_IN_WORDS = {"voltar", "quero voltar", "voltar a receber", "pode voltar a mandar"}
@@ -249,18 +277,23 @@ def _answer(
     now: datetime.datetime,
     *,
     preface: list[str],
+    engine_needed: bool = True,
+    attention: AttentionReason | None = None,
+    state: dict | None = None,
 ) -> TurnResult:
-    from conversations.outbox import message_queue_outbound
-    from conversations.tasks import turn_holding_enqueue
+    """Ask the engine (unless the burst holds nothing it could answer) and apply its reply after `preface`.
 
-    engine = engines.engine_for(conversation.clinic)
-    turn.engine = engine.name[:40]
-    # A model can take seconds: if the answer is not out by then, the patient hears from us anyway.
-    turn_holding_enqueue(turn.pk)
+    `attention` flags the conversation for staff even when the engine answered (a voice note to listen to, a photo
+    to look at); an engine's own reason (an emergency, a handoff) comes first.
+    """
+    from conversations.outbox import message_queue_outbound
+
     try:
-        reply = engine.respond(
-            engines.TurnInput(clinic=conversation.clinic, conversation=conversation, messages=pending, now=now)
-        )
+        if engine_needed:
+            reply = _engine_reply(conversation, pending, turn, now)
+        else:
+            turn.engine = "guardrails" if state is not None else "media"
+            reply = engines.EngineReply(state=state)
     except Exception as exc:  # any engine failure leaves the patient to staff, never unanswered and unseen
         logger.exception("Assistant engine %s failed in conversation %s", turn.engine, conversation.pk)
         _finish(turn, TurnOutcome.FAILED, now=now, conversation=conversation, error=type(exc).__name__)
@@ -289,13 +322,27 @@ def _answer(
                 fields += ["owner", "handoff_summary"]
             current.save(update_fields=fields)
             outcome = TurnOutcome.HANDED_OFF if reply.handoff else TurnOutcome.ANSWERED
-            reason = reply.attention_reason or (AttentionReason.HANDOFF if reply.handoff else None)
+            reason = reply.attention_reason or (AttentionReason.HANDOFF if reply.handoff else None) or attention
             _finish(turn, outcome, now=now, conversation=current, reason=reason)
     except Exception as exc:
         logger.exception("Assistant reply not applied in conversation %s", conversation.pk)
         _finish(turn, TurnOutcome.FAILED, now=now, conversation=conversation, error=type(exc).__name__)
         return TurnResult(turn_id=turn.pk, outcome=TurnOutcome.FAILED)
     return TurnResult(turn_id=turn.pk, outcome=outcome)
+
+
+def _engine_reply(
+    conversation: Conversation, messages: list[Message], turn: Turn, now: datetime.datetime
+) -> engines.EngineReply:
+    from conversations.tasks import turn_holding_enqueue
+
+    engine = engines.engine_for(conversation.clinic)
+    turn.engine = engine.name[:40]
+    # A model can take seconds: if the answer is not out by then, the patient hears from us anyway.
+    turn_holding_enqueue(turn.pk)
+    return engine.respond(
+        engines.TurnInput(clinic=conversation.clinic, conversation=conversation, messages=messages, now=now)
+    )
 
 
 def turn_holding_send(*, turn_id: int) -> bool:

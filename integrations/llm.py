@@ -11,19 +11,25 @@ Every failure becomes one of three errors, each carrying one decision for the ca
 
 Dataclasses in, dataclasses out: messages and tools are the Chat Completions wire dicts, the answer is a `ChatResult`.
 Nothing here logs message text, keys or tool arguments (ids, types and status codes only).
+
+`LlmClient.transcribe(audio, …) -> TranscriptResult` turns a patient's voice note into text through the same
+OpenAI-compatible server (`POST /audio/transcriptions`), with the same three errors and its own timeout.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class LlmError(Exception):
@@ -100,6 +106,14 @@ class ChatResult:
         return message
 
 
+@dataclass(frozen=True)
+class TranscriptResult:
+    text: str  # "" when the server heard no speech
+    input_tokens: int = 0  # token-billed models report tokens…
+    output_tokens: int = 0
+    seconds: float = 0.0  # …duration-billed ones (whisper-1) the audio's length
+
+
 class LlmClient:
     def __init__(self, config: LlmConfig) -> None:
         self.config = config
@@ -113,24 +127,63 @@ class LlmClient:
         kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages}
         if tools:
             kwargs["tools"] = tools
-        try:
-            completion = self._sdk.chat.completions.create(**kwargs)
-        except openai.RateLimitError as exc:
-            raise LlmRateLimited("The model's provider is rate limiting us.", status=429) from exc
-        except openai.APITimeoutError as exc:
-            raise LlmUnavailable("The model did not answer in time.") from exc
-        except openai.APIConnectionError as exc:
-            raise LlmUnavailable("The model's server cannot be reached.") from exc
-        except openai.APIStatusError as exc:
-            if exc.status_code >= 500 or exc.status_code in (408, 409):
-                raise LlmUnavailable("The model's server failed.", status=exc.status_code) from exc
-            raise LlmRefused("The model's server refused the request.", status=exc.status_code) from exc
-        except openai.OpenAIError as exc:  # an answer the SDK could not read, and the like
-            raise LlmUnavailable(f"The model's answer could not be read ({type(exc).__name__}).") from exc
+        completion = _call(lambda: self._sdk.chat.completions.create(**kwargs))
         try:
             return _result(completion)
         except (AttributeError, TypeError, ValueError) as exc:  # a compatible server's answer missing fields
             raise LlmUnavailable(f"The model's answer could not be read ({type(exc).__name__}).") from exc
+
+    def transcribe(
+        self,
+        audio: bytes,
+        *,
+        file_name: str,
+        mime_type: str,
+        model: str,
+        timeout_seconds: float,
+        language: str = "pt",
+    ) -> TranscriptResult:
+        """One transcription of an audio file (`POST /audio/transcriptions`, JSON answer).
+
+        `file_name`'s extension tells the server the audio format (OpenAI accepts ogg, mp3, m4a, wav, webm…).
+        `language` ("pt") spares the model guessing it from a few seconds of speech. The timeout applies to this call
+        only: a voice note takes longer than a chat answer, and the patient's turn waits for it.
+        """
+        upload = (file_name, audio, mime_type or "application/octet-stream")
+        transcription = _call(
+            lambda: self._sdk.audio.transcriptions.create(
+                file=upload, model=model, language=language, response_format="json", timeout=timeout_seconds
+            )
+        )
+        text = getattr(transcription, "text", None)
+        if not isinstance(text, str):
+            raise LlmUnavailable("The transcription could not be read.")
+        usage = getattr(transcription, "usage", None)
+        tokens = getattr(usage, "type", "") == "tokens"
+        return TranscriptResult(
+            text=text.strip(),
+            input_tokens=(getattr(usage, "input_tokens", 0) or 0) if tokens else 0,
+            output_tokens=(getattr(usage, "output_tokens", 0) or 0) if tokens else 0,
+            seconds=(getattr(usage, "seconds", 0.0) or 0.0) if usage is not None and not tokens else 0.0,
+        )
+
+
+def _call(request: Callable[[], _T]) -> _T:
+    """Run one SDK request, turning every failure into LlmUnavailable, LlmRateLimited or LlmRefused."""
+    try:
+        return request()
+    except openai.RateLimitError as exc:
+        raise LlmRateLimited("The model's provider is rate limiting us.", status=429) from exc
+    except openai.APITimeoutError as exc:
+        raise LlmUnavailable("The model did not answer in time.") from exc
+    except openai.APIConnectionError as exc:
+        raise LlmUnavailable("The model's server cannot be reached.") from exc
+    except openai.APIStatusError as exc:
+        if exc.status_code >= 500 or exc.status_code in (408, 409):
+            raise LlmUnavailable("The model's server failed.", status=exc.status_code) from exc
+        raise LlmRefused("The model's server refused the request.", status=exc.status_code) from exc
+    except openai.OpenAIError as exc:  # an answer the SDK could not read, and the like
+        raise LlmUnavailable(f"The model's answer could not be read ({type(exc).__name__}).") from exc
 
 
 def _result(completion: Any) -> ChatResult:

@@ -106,3 +106,34 @@ def test_a_provider_hiccup_is_retried_and_a_file_too_large_is_noted_for_staff(
     message.refresh_from_db()
     assert not message.media
     assert message.error.startswith("Mídia não baixada")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("transcribes", [True, False])
+def test_a_stored_voice_note_goes_on_to_transcription_only_when_the_clinic_transcribes(
+    clinic, settings, monkeypatch, transcribes, django_capture_on_commit_callbacks
+):
+    settings.OPENAI_API_KEY = "sk-deployment"
+    clinic.transcribe_voice_notes = transcribes
+    clinic.save()
+    transcriptions: list[int] = []
+    monkeypatch.setattr("conversations.voice.message_transcribe_enqueue", transcriptions.append)
+    message = receive(clinic, "2.2.3/messages_upsert_audio_ptt.json", django_capture_on_commit_callbacks)
+    assert message.kind == "audio"
+    with respx.mock() as wire, django_capture_on_commit_callbacks(execute=True):
+        wire.post(f"{API}/chat/getBase64FromMediaMessage/atendimento-sp").respond(
+            201, json={"mimetype": "audio/ogg; codecs=opus", "base64": base64.b64encode(b"OggS-voz").decode()}
+        )
+        assert message_media_fetch(message_id=message.pk) == "stored"
+    assert transcriptions == ([message.pk] if transcribes else [])
+
+
+@pytest.mark.django_db
+def test_a_photo_is_never_sent_to_transcription(clinic, settings, monkeypatch, django_capture_on_commit_callbacks):
+    settings.OPENAI_API_KEY = "sk-deployment"
+    transcriptions: list[int] = []
+    monkeypatch.setattr("conversations.voice.message_transcribe_enqueue", transcriptions.append)
+    message = receive(clinic, "2.3.6/messages_upsert_image_base64.json", django_capture_on_commit_callbacks)
+    with respx.mock(assert_all_mocked=True), django_capture_on_commit_callbacks(execute=True):
+        assert message_media_fetch(message_id=message.pk) == "stored"
+    assert transcriptions == []

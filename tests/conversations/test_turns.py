@@ -451,13 +451,21 @@ def test_opting_out_stops_automated_messages_and_voltar_brings_them_back(clinic,
 
 
 @pytest.mark.django_db
-def test_a_question_about_medicines_gets_the_fixed_answer_and_the_rest_is_still_handled(clinic, engine, enqueued):
+def test_a_question_about_medicines_gets_the_fixed_answer_and_a_yes_starts_booking(clinic, enqueued):
+    # The real (rule-based) receptionist, as a clinic without a language model has it.
+    factories.service(clinic, name="Extração", professionals=[factories.professional(clinic, name="Dra. Ana")])
     message = receive(clinic, "posso tomar dipirona antes da extração?")
     result = turn_run(conversation_id=message.conversation_id, now=later())
     assert result.outcome == TurnOutcome.ANSWERED
-    _greeting, fixed, answer = ai_texts()
-    assert "orientação médica" in fixed and answer == engine.reply.texts[0]
-    assert engine.calls == [["posso tomar dipirona antes da extração?"]]
+    _greeting, fixed = ai_texts()
+    assert "orientação médica" in fixed and "horário" in fixed
+    assert "dipirona" not in fixed.lower()
+
+    yes = receive(clinic, "sim")
+    Message.objects.filter(pk=yes.pk).update(created_at=timezone.now() + datetime.timedelta(seconds=40))
+    turn_run(conversation_id=yes.conversation_id, now=later(90))
+    # The receptionist took it from there: it looked for a time for the only service (none free: no hours set).
+    assert len(ai_texts()) == 3 and "*Extração*" in ai_texts()[-1]
 
 
 @pytest.mark.django_db
@@ -522,3 +530,39 @@ def test_a_slow_turn_tells_the_patient_to_wait_once_and_a_finished_one_does_not(
     )
     assert turn_holding_send(turn_id=other.pk) is False
     assert ai_texts() == [HOLDING_MESSAGE]
+
+
+def receive_voice_note(clinic, *, phone: str = "5511987654321") -> Message:
+    return message_receive(
+        clinic=clinic,
+        inbound=InboundMessage(
+            provider_message_id=f"VOZ{next(_ids):06d}",
+            chat_id=f"{phone}@s.whatsapp.net",
+            phone=phone,
+            lid=None,
+            from_me=False,
+            sender_name="Maria",
+            kind=Kind.AUDIO,
+            text="",
+        ),
+    )
+
+
+@pytest.mark.django_db
+def test_a_voice_note_whose_media_task_was_lost_holds_the_turn_only_until_the_bound(clinic, engine, enqueued, settings):
+    from conversations.voice import ASK_TO_TYPE
+
+    settings.OPENAI_API_KEY = "sk-deployment"  # the clinic transcribes: the turn waits for the transcript
+    settings.TURN_VOICE_WAIT_SECONDS = 30
+    note = receive_voice_note(clinic)
+    receive(clinic, "bom dia")
+
+    waiting = turn_run(conversation_id=note.conversation_id, now=note.created_at + datetime.timedelta(seconds=10))
+    assert waiting.turn_id is None and waiting.retry_in == pytest.approx(20, abs=0.5)
+
+    result = turn_run(conversation_id=note.conversation_id, now=note.created_at + datetime.timedelta(seconds=31))
+    assert result.outcome == TurnOutcome.ANSWERED
+    assert engine.calls == [["bom dia"]]
+    assert ai_texts()[1:] == [ASK_TO_TYPE, *engine.reply.texts]
+    conversation = Conversation.objects.get(pk=note.conversation_id)
+    assert (conversation.needs_attention, conversation.attention_reason) == (True, AttentionReason.UNANSWERED)

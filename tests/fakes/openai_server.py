@@ -6,6 +6,11 @@ path (its HTTP client, retries, timeouts, response parsing) runs in tests.
 error body, or a stall (the answer comes after the client has given up). Every request body is kept, parsed, so tests
 can read what the model was sent. A request with nothing scripted gets a 400 `unscripted_request` (a failing test,
 not a hang).
+
+`POST /v1/audio/transcriptions` (multipart, as the SDK sends it) answers from its own script (`transcribe`,
+`fail_transcription`, `stall_transcription`), so a test can script a voice note's transcript and the chat answers
+that follow it independently. Its requests are kept too: the form fields, and the file as
+`{"filename", "content_type", "size"}`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -49,10 +56,14 @@ class _Answer:
     completion_tokens: int = 30
 
 
+TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+
+
 @dataclass
 class FakeOpenAI:
     received: list[Received] = field(default_factory=list)
     _script: list[_Answer] = field(default_factory=list)
+    _transcripts: list[_Answer] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -79,10 +90,27 @@ class FakeOpenAI:
         with self._lock:
             self._script.extend(_Answer(text="tarde demais", stall_seconds=seconds) for _ in range(times))
 
+    def transcribe(self, text: str, *, input_tokens: int = 0) -> None:
+        """The next transcription answers `text` (usage in tokens when given, else in seconds, as whisper-1)."""
+        with self._lock:
+            self._transcripts.append(_Answer(text=text, prompt_tokens=input_tokens, completion_tokens=0))
+
+    def fail_transcription(self, status: int, *, times: int = 1, error_type: str = "server_error") -> None:
+        with self._lock:
+            self._transcripts.extend(_Answer(status=status, error_type=error_type) for _ in range(times))
+
+    def stall_transcription(self, seconds: float, *, times: int = 1) -> None:
+        with self._lock:
+            self._transcripts.extend(_Answer(text="tarde demais", stall_seconds=seconds) for _ in range(times))
+
     @property
     def requests(self) -> list[Received]:
         with self._lock:
             return list(self.received)
+
+    @property
+    def transcription_requests(self) -> list[Received]:
+        return [request for request in self.requests if request.path == TRANSCRIPTIONS_PATH]
 
     # --- server ---------------------------------------------------------------------------------------------------
     def start(self) -> FakeOpenAI:
@@ -91,6 +119,8 @@ class FakeOpenAI:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
+                if self.path == TRANSCRIPTIONS_PATH:
+                    return self._transcription(self.rfile.read(length))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with fake._lock:
                     fake.received.append(Received(self.path, self.headers.get("Authorization", ""), body))
@@ -107,6 +137,31 @@ class FakeOpenAI:
                     error = {"message": f"Fake {answer.status}", "type": answer.error_type, "param": None, "code": None}
                     return self._send(answer.status, {"error": error}, headers={"retry-after-ms": "5"})
                 return self._send(200, fake._completion(body, answer))
+
+            def _transcription(self, raw: bytes) -> None:
+                body = _form(self.headers.get("Content-Type", ""), raw)
+                with fake._lock:
+                    fake.received.append(Received(self.path, self.headers.get("Authorization", ""), body))
+                    answer = fake._transcripts.pop(0) if fake._transcripts else None
+                if answer is None:
+                    return self._send(
+                        400, {"error": {"message": "unscripted_request", "type": "invalid_request_error"}}
+                    )
+                if answer.stall_seconds:
+                    fake._stopping.wait(answer.stall_seconds)
+                if answer.status != 200:
+                    error = {"message": f"Fake {answer.status}", "type": answer.error_type, "param": None, "code": None}
+                    return self._send(answer.status, {"error": error}, headers={"retry-after-ms": "5"})
+                if answer.prompt_tokens:
+                    usage = {
+                        "type": "tokens",
+                        "input_tokens": answer.prompt_tokens,
+                        "output_tokens": len((answer.text or "").split()),
+                        "total_tokens": answer.prompt_tokens + len((answer.text or "").split()),
+                    }
+                else:
+                    usage = {"type": "duration", "seconds": 4}
+                return self._send(200, {"text": answer.text, "usage": usage})
 
             def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
@@ -164,3 +219,17 @@ class FakeOpenAI:
             },
             "system_fingerprint": "fp_fake",
         }
+
+
+def _form(content_type: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body as a dict: text fields as str, the file as its name, type and size."""
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    form: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        if part.get_filename():
+            form[name] = {"filename": part.get_filename(), "content_type": part.get_content_type(), "size": len(data)}
+        else:
+            form[name] = data.decode()
+    return form
