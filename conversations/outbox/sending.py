@@ -12,7 +12,6 @@ import logging
 import mimetypes
 import os
 
-import httpx
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, When
@@ -31,13 +30,13 @@ from conversations.models import (
 )
 from conversations.outbox import pacing
 from integrations.whatsapp.base import (
-    DEFAULT_TIMEOUT,
     Kind,
     MediaContent,
     OutboundMessage,
     ProviderError,
     SendResult,
     Template,
+    shared_http,
 )
 
 logger = logging.getLogger(__name__)
@@ -99,9 +98,8 @@ def message_send(*, message_id: int, now: datetime.datetime | None = None) -> Ou
         raise
     if not _mark_started(message, token):
         return Outcome.SKIPPED
-    http = httpx.Client(timeout=DEFAULT_TIMEOUT)
     try:
-        result = channel_provider(clinic, http=http).send(outbound)
+        result = channel_provider(clinic, http=shared_http()).send(outbound)
     except ProviderError as exc:
         return _after_error(message, token, exc, now=now)
     except BaseException as exc:
@@ -109,8 +107,6 @@ def message_send(*, message_id: int, now: datetime.datetime | None = None) -> Ou
         logger.error("Send of message %s interrupted by %s; marked unconfirmed", message.pk, type(exc).__name__)
         _fail(message, token, UNCONFIRMED, unconfirmed_message(), now=timezone.now())
         raise
-    finally:
-        http.close()
     _record_sent(message, token, result, now=timezone.now())
     return Outcome.SENT
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -206,6 +207,23 @@ class ProviderError(Exception):
         self.status = status
 
 
+_shared_clients: dict[int, httpx.Client] = {}
+
+
+def shared_http() -> httpx.Client:
+    """One HTTP client per process for the providers' APIs, never closed.
+
+    Building one loads the TLS certificates (~20 ms of CPU: bench/webhook and bench/turn measured it as most of a
+    webhook's and half of a send's time), and a shared one keeps connections to the provider alive between sends.
+    httpx.Client is thread-safe. Keyed by process id: a Celery prefork child never inherits its parent's sockets.
+    """
+    pid = os.getpid()
+    client = _shared_clients.get(pid)
+    if client is None:
+        client = _shared_clients.setdefault(pid, httpx.Client(timeout=DEFAULT_TIMEOUT))
+    return client
+
+
 class WhatsAppProvider(ABC):
     """Base of the provider adapters. Subclasses set `name` and implement the abstract methods."""
 
@@ -218,10 +236,10 @@ class WhatsAppProvider(ABC):
 
     @property
     def http(self) -> httpx.Client:
-        """Built on first use: loading the TLS certificates costs ~25 ms of CPU, and a webhook (which only verifies
-        and parses) never makes a call — bench/webhook measured it as 90 % of a webhook's time."""
+        """The process's shared client, taken on first use: a webhook (which only verifies and parses) never makes a
+        call, and building a client (loading the TLS certificates) costs ~20 ms of CPU each time."""
         if self._http is None:
-            self._http = httpx.Client(timeout=DEFAULT_TIMEOUT)
+            self._http = shared_http()
         return self._http
 
     # --- inbound ----------------------------------------------------------------------------------------------
