@@ -1,0 +1,5 @@
+import sys
+
+from bench.turn.run import main
+
+sys.exit(main())
