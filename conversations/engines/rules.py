@@ -22,6 +22,7 @@ from collections.abc import Callable
 from django.core.exceptions import ObjectDoesNotExist
 from django.utils.translation import gettext as _
 
+from conversations import guardrails
 from conversations.engines import EngineReply, TurnInput
 from conversations.engines import rules_texts as texts
 from conversations.engines.context import ServiceInfo, turn_context
@@ -34,6 +35,7 @@ from conversations.engines.rules_flows import (
     match_services,
     words,
 )
+from conversations.guardrails import GuardKind
 from conversations.models import AttentionReason
 from conversations.nlu.answers import parse_choice, parse_yes_no
 from conversations.nlu.text import normalize
@@ -122,12 +124,16 @@ def _understand(talk: Talk, text: str) -> bool:
         return True
     if flow == "prep" and _prep_choice(talk, text):
         return True
-    if not flow and _after_reminder(talk, text):
+    if not flow and (_after_reminder(talk, text) or _after_booking_offer(talk, text)):
         return True
     intent = _intent(talk, text)
     if intent is None:
-        return _faq(talk, text)
+        return _medical_question(talk, text) or _faq(talk, text)
     pending = talk.state.get("ask") if flow in FLOWS else None
+    if pending and intent == flow:
+        # "Sim, pode marcar" to a list of slots: the errand already under way, not a new one — starting it over
+        # would throw away what the patient chose. The question is asked again.
+        return False
     if pending and intent in _ASIDES:
         if intent == "greeting":
             talk.say(pending)
@@ -262,7 +268,43 @@ def _after_reminder(talk: Talk, text: str) -> bool:
     return True
 
 
+# The last answer offered an appointment ("Quer que eu veja um horário…?", the fixed reply to a medical question).
+_OFFERED_BOOKING = re.compile(r"\bquer (que eu (veja|procure|marque)|agendar|marcar)\b")
+
+
+def _after_booking_offer(talk: Talk, text: str) -> bool:
+    """ "Sim" right after an answer that offered to book (and left no flow waiting for it): start booking."""
+    answer = parse_yes_no(text)
+    if answer is None:
+        return False
+    asked = next((m for m in reversed(talk.ctx.recent) if m.author != "patient"), None)
+    if asked is None or not _OFFERED_BOOKING.search(normalize(asked.text)):
+        return False
+    if answer:
+        book_start(talk, "")
+    else:
+        talk.say(texts.THANKS)
+    return True
+
+
+def _medical_question(talk: Talk, text: str) -> bool:
+    """A question for a doctor ("posso tomar dipirona?"): the turn's fixed reply answered it and asked whether to book
+    (guardrails). Nothing to add but to wait for that yes or no."""
+    found = guardrails.detect(text)
+    if found is None or found[0] != GuardKind.MEDICAL_ADVICE:
+        return False
+    pending = talk.state.get("ask") if talk.state.get("flow") in FLOWS else None
+    if pending:
+        talk.say(pending)  # mid-errand ("posso tomar remédio antes?"): back to the question it is waiting on
+        return True
+    talk.start("offer_book")
+    talk.state["step"] = "yes_no"
+    return True
+
+
 def _faq(talk: Talk, text: str) -> bool:
+    if parse_yes_no(text) is not None:
+        return False  # a bare yes or no answers nothing the FAQ knows (and full-text search would match "Sim!…")
     try:
         from conversations.knowledge import faq_search
     except ImportError:  # the FAQ arrives with the knowledge base; without it the engine still works

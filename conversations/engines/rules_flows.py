@@ -164,12 +164,18 @@ def similar(word: str, other: str) -> bool:
     return SequenceMatcher(None, word, other).ratio() >= 0.8
 
 
+# Words that say "an appointment", not which one: "queria marcar uma consulta" names no service, even though
+# "Consulta dermatológica" has the word. They count only for a service whose whole name is generic ("Consulta").
+_GENERIC = frozenset({"consulta", "consultas", "atendimento", "procedimento", "exame", "exames", "sessao", "horario"})
+
+
 def match_services(text: str, services: Iterable[ServiceInfo]) -> list[ServiceInfo]:
     """The services the message names best ("limpesa" → Limpeza); several when it is ambiguous; [] when none."""
     tokens = words(text)
     scored: list[tuple[float, ServiceInfo]] = []
     for service in services:
         name = [w for w in words(service.name) if w not in _STOP]
+        name = [w for w in name if w not in _GENERIC] or name
         hits = sum(1 for part in name if any(similar(part, token) for token in tokens))
         if hits:
             # More of the name matched wins; between equal counts, the shorter name (the more exact match).
@@ -754,7 +760,9 @@ def _candidates(talk: Talk, flow: str) -> list[AppointmentInfo]:
 def _identify(talk: Talk, text: str, candidates: Sequence[AppointmentInfo]) -> AppointmentInfo | None:
     """The appointment the message points at: a service name, a dependent's name, a day; None when unclear."""
     if len(candidates) == 1:
-        return candidates[0]
+        # The only one, unless the message describes another ("a de quinta às 14:30 com a Dra. Ana" — maybe not
+        # this patient's at all): then the patient picks from their own list rather than confirm the wrong one.
+        return None if _describes_another(talk, text, candidates[0]) else candidates[0]
     by_service = {s.id for s in match_services(text, talk.ctx.clinic.services)}
     names = set(words(text)) - {normalize(talk.ctx.patient.first_name)}
     narrowed = [a for a in candidates if a.service_id in by_service or normalize(a.patient_first_name) in names]
@@ -770,6 +778,25 @@ def _identify(talk: Talk, text: str, candidates: Sequence[AppointmentInfo]) -> A
         if len(on_day) == 1:
             return on_day[0]
     return None
+
+
+def _describes_another(talk: Talk, text: str, appointment: AppointmentInfo) -> bool:
+    """Whether the message names a day, time, professional or service that this appointment does not have."""
+    # In a reschedule the day and time named are where to move it ("remarcar pra quinta"), not which one it is.
+    when = parse_when(text, now=talk.ctx.now) if talk.state.get("flow") != "reschedule" else None
+    start = appointment.start
+    if when is not None:
+        if when.date_given and not when.start_date <= start.date() <= when.end_date:
+            return True
+        if when.weekdays and start.weekday() not in when.weekdays:
+            return True
+        if when.time and (start.hour, start.minute) != (when.time.hour, when.time.minute):
+            return True
+    pro = match_professional(text, talk.ctx)
+    if isinstance(pro, int) and pro != appointment.professional_id:
+        return True
+    services = {s.id for s in match_services(text, talk.ctx.clinic.services)}
+    return bool(services) and appointment.service_id not in services
 
 
 def existing_start(talk: Talk, flow: str, text: str) -> None:
@@ -814,7 +841,7 @@ def existing_take(talk: Talk, text: str) -> bool:
         _picked(talk, chosen, "")
         return True
     if flow == "cancel" and step == "confirm":
-        answer = parse_yes_no(text)
+        answer = _cancel_answer(text)
         if answer is None:
             return False
         if answer:
@@ -826,6 +853,25 @@ def existing_take(talk: Talk, text: str) -> bool:
     if flow == "reschedule":
         return _reschedule_take(talk, text)
     return False
+
+
+_KEEP_IT = re.compile(
+    r"\b(manter|mantem|mantenha|mantenho|vou (ir|manter)|deixa (como esta|marcad[ao])|nao cancel\w*)\b"
+)
+_CANCEL_IT = re.compile(r"\b(pode|sim|quero|confirmo|isso)\b.*\b(cancel\w*|desmarc\w*)\b")
+
+
+def _cancel_answer(text: str) -> bool | None:
+    """The answer to "Confirmo o cancelamento…?": a yes or no, "pode cancelar", "não, vou manter"; None if unclear."""
+    answer = parse_yes_no(text)
+    if answer is not None:
+        return answer
+    norm = normalize(text)
+    if _KEEP_IT.search(norm) or re.match(r"^(nao|n)\b", norm):
+        return False  # keeping the appointment is the safe reading of a hesitant "não, …"
+    if _CANCEL_IT.search(norm):
+        return True
+    return None
 
 
 def _picked(talk: Talk, appointment: AppointmentInfo, text: str) -> None:

@@ -511,3 +511,26 @@ def test_a_flow_whose_service_was_removed_goes_to_staff_instead_of_failing(place
 
     reply = chat.say("1")
     assert reply.handoff and "recepção" in chat.text and _appointments(place.maria) == []
+
+
+def test_the_word_consulta_alone_names_no_service() -> None:
+    from conversations.engines.context import ServiceInfo
+    from conversations.engines.rules_flows import match_services
+
+    def info(pk: int, name: str) -> ServiceInfo:
+        return ServiceInfo(pk, name, 30, None, True, (), (1,), "")
+
+    services = [info(1, "Consulta de clínica geral"), info(2, "Consulta dermatológica"), info(3, "Limpeza dental")]
+
+    assert match_services("queria marcar uma consulta", services) == []
+    assert [s.id for s in match_services("consulta com dermatologista", services)] == [2]
+    assert [s.id for s in match_services("uma consulta", [info(9, "Consulta")])] == [9]
+
+
+def test_hesitant_answers_to_a_cancellation_read_back_keep_or_cancel() -> None:
+    from conversations.engines.rules_flows import _cancel_answer
+
+    assert _cancel_answer("não, pensando bem vou manter") is False
+    assert _cancel_answer("pode cancelar") is True
+    assert _cancel_answer("sim") is True
+    assert _cancel_answer("que horas era mesmo?") is None
