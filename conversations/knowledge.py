@@ -53,6 +53,16 @@ _STOP_WORDS = frozenset(
         "quero",
         "saber",
         "tudo",
+        # Answers to a question, not questions: "sim, quero" must not find an answer that starts with "Sim!".
+        "sim",
+        "ok",
+        "pode",
+        "isso",
+        "claro",
+        "certo",
+        "beleza",
+        "blz",
+        "ta",
     }
 )
 _WORD = re.compile(r"[a-z0-9]+")

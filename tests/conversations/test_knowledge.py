@@ -190,3 +190,15 @@ def test_managers_read_the_language_model_usage_and_receptionists_do_not(
     )
     client.force_login(receptionist_a)
     assert client.get(url).status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_bare_yes_finds_nothing_even_when_an_answer_starts_with_sim(clinic_a):
+    from conversations.models import FaqEntry
+
+    FaqEntry.objects.create(
+        clinic=clinic_a, question="Tem acessibilidade?", answer="Sim! O prédio tem rampa e elevador.", active=True
+    )
+    assert faq_search(clinic=clinic_a, text="sim, quero") == []
+    assert faq_search(clinic=clinic_a, text="ok, pode ser") == []
+    assert [entry.question for entry in faq_search(clinic=clinic_a, text="tem rampa?")] == ["Tem acessibilidade?"]
