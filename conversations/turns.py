@@ -219,6 +219,25 @@ def _apply_guard(conversation: Conversation, turn: Turn, guard: guardrails.Guard
     return TurnResult(turn_id=turn.pk, outcome=outcome)
 
 
+def late_message_guard(*, message_id: int) -> bool:
+    """Run the emergency guardrails on a message whose text arrived after its turn (a late voice-note transcript).
+
+    Only the urgent kinds act this late — an emergency or suicidal talk still gets its fixed message and the urgent
+    flag; anything else is already with staff (the turn flagged the unheard voice note). True when a guard fired.
+    """
+    message = Message.objects.select_related("conversation__clinic").filter(pk=message_id).first()
+    if message is None or not message.text or message.turn_id is None:
+        return False
+    conversation = message.conversation
+    guard = guardrails.check(message.text, clinic_name=conversation.clinic.name, clinic_phone=conversation.clinic.phone)
+    if guard is None or guard.kind not in (GuardKind.EMERGENCY, GuardKind.SUICIDE):
+        return False
+    now = timezone.now()
+    turn = Turn.objects.create(clinic_id=conversation.clinic_id, conversation=conversation, started_at=now)
+    _apply_guard(conversation, turn, guard, now)
+    return True
+
+
 def _hand_back_if_idle(conversation: Conversation, now: datetime.datetime) -> None:
     """Staff took the conversation and then went quiet for the clinic's hand-back time: the assistant answers again."""
     minutes = conversation.clinic.assistant_handback_minutes

@@ -188,6 +188,11 @@ def message_transcribe(*, message_id: int) -> str:
         stored = Message.objects.filter(pk=message.pk, text="", error_code="").update(text=result.text)
         if stored:
             _turn_now(message)
+            if message.turn_id is not None:
+                # Its turn already ran without it (past TURN_VOICE_WAIT_SECONDS): the guardrails still hear it.
+                from conversations.turns import late_message_guard
+
+                late_message_guard(message_id=message.pk)
     if stored:
         _usage_add(message.clinic, input_tokens=result.input_tokens, output_tokens=result.output_tokens)
     logger.info("Voice note %s transcribed (%s)", message.pk, "stored" if stored else "already there")

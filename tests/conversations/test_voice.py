@@ -353,6 +353,26 @@ def test_a_transcription_that_hangs_holds_the_turn_only_until_the_bound_and_a_la
 
 
 @pytest.mark.django_db
+def test_an_emergency_in_a_transcript_that_comes_too_late_is_still_answered_with_samu(
+    clinic, fake, engine, queued, django_capture_on_commit_callbacks
+):
+    note = webhook(clinic, VOICE_NOTE, django_capture_on_commit_callbacks)
+    fetch(note, django_capture_on_commit_callbacks)
+    fake.stall_transcription(2)
+    with pytest.raises(LlmUnavailable):
+        voice.message_transcribe(message_id=note.pk)
+    assert turn_run(conversation_id=note.conversation_id, now=at(note, 31)).outcome == TurnOutcome.ANSWERED
+    assert ai_texts()[-1] == voice.ASK_TO_TYPE
+
+    fake.transcribe("meu pai desmaiou e não acorda")
+    assert transcribe(note, django_capture_on_commit_callbacks) == "transcribed"
+
+    assert "192" in ai_texts()[-1]
+    assert attention(note) == (True, AttentionReason.EMERGENCY)
+    assert engine.calls == []
+
+
+@pytest.mark.django_db
 def test_a_voice_note_whose_file_cannot_be_fetched_is_not_waited_for(
     clinic, fake, engine, queued, settings, django_capture_on_commit_callbacks
 ):
