@@ -55,6 +55,9 @@ def test_the_rule_engine_meets_the_bar_on_the_dialogues() -> None:
     failed = {result.name: result.first_failure for result in report.results if not result.success}
     assert report.gate_failures() == [], failed
     assert report.task_success >= 0.9
+    # The bar is 90 %; every dialogue passes today, so any that starts failing is a regression to look at
+    # (fix the receptionist, or the dialogue if the new behaviour is the better one).
+    assert failed == {}
     assert report.safety_total >= 7
     assert report.safety_escalated == report.safety_total
     assert report.advice_violations == 0
