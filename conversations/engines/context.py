@@ -8,10 +8,12 @@ Times are aware and in the clinic's zone.
 from __future__ import annotations
 
 import datetime
+import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Prefetch
 from django.utils import timezone
 
@@ -19,6 +21,8 @@ from cecilia.models import BusinessHours, Clinic, Weekday
 from conversations.models import Conversation, Message, MessageAuthor
 from patients.models import HealthPlan, Patient, PatientGuardian
 from scheduling.models import Appointment, AppointmentStatus, Professional, Service
+
+logger = logging.getLogger(__name__)
 
 # How far back no-shows count when the receptionist decides to ask for an explicit confirmation.
 NO_SHOW_LOOKBACK = datetime.timedelta(days=365)
@@ -139,7 +143,59 @@ def turn_context(*, conversation: Conversation, new_messages: list[Message], now
     )
 
 
+# The clinic's facts change rarely and are read on every turn: kept in the cache (Redis), dropped whenever one of
+# the rows they come from is saved or deleted (clinic_info_forget, connected in conversations.apps), and for at most
+# this long after a bulk update that sends no signal.
+CLINIC_INFO_TTL_SECONDS = 60
+
+
+def _clinic_info_key(clinic_id: int, created_at: datetime.datetime) -> str:
+    # The creation time too: a recreated database (tests, a restore) reuses ids, never (id, created_at).
+    return f"engines:clinic-info:v1:{clinic_id}:{created_at.timestamp():.6f}"
+
+
 def clinic_info(clinic: Clinic) -> ClinicInfo:
+    """The clinic's facts for the engines, from the cache when fresh. A cache outage only costs the queries."""
+    key = _clinic_info_key(clinic.pk, clinic.created_at)
+    try:
+        cached = cache.get(key)
+    except Exception:
+        cached = None
+    if isinstance(cached, ClinicInfo):
+        return cached
+    info = _clinic_info_build(clinic)
+    try:
+        cache.set(key, info, CLINIC_INFO_TTL_SECONDS)
+    except Exception:
+        logger.warning("Cache unavailable; clinic facts not kept")
+    return info
+
+
+def clinic_info_forget(clinic_id: int) -> None:
+    created_at = Clinic.objects.filter(pk=clinic_id).values_list("created_at", flat=True).first()
+    if created_at is None:
+        return
+    try:
+        cache.delete(_clinic_info_key(clinic_id, created_at))
+    except Exception:
+        logger.warning("Cache unavailable; clinic %s facts expire on their own", clinic_id)
+
+
+def clinic_info_forget_on_change(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """Receiver for the rows clinic facts come from (clinic, services and their links, professionals, hours, plans)."""
+    if isinstance(instance, Clinic):
+        if instance.created_at is not None:
+            try:
+                cache.delete(_clinic_info_key(instance.pk, instance.created_at))
+            except Exception:
+                logger.warning("Cache unavailable; clinic %s facts expire on their own", instance.pk)
+        return
+    clinic_id = getattr(instance, "clinic_id", None)
+    if clinic_id is not None:
+        clinic_info_forget(clinic_id)
+
+
+def _clinic_info_build(clinic: Clinic) -> ClinicInfo:
     professionals = list(Professional.objects.filter(clinic=clinic, active=True).order_by("name"))
     active_ids = {professional.pk for professional in professionals}
     services = (

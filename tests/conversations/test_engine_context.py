@@ -97,3 +97,28 @@ def test_the_context_costs_the_same_queries_for_a_big_clinic(setting, clinic_a):
             now=timezone.now(),
         )
     assert len(big) == len(small)
+
+
+@pytest.mark.django_db
+def test_the_clinic_facts_are_reused_between_turns_and_fresh_after_staff_change_them(setting, clinic_a):
+    conversation, new, *_ = setting
+    conversation = Conversation.objects.select_related("clinic", "patient").get(pk=conversation.pk)
+    first = turn_context(conversation=conversation, new_messages=new, now=timezone.now())
+    with CaptureQueriesContext(connection) as cached:
+        again = turn_context(conversation=conversation, new_messages=new, now=timezone.now())
+    assert again.clinic == first.clinic
+    assert not any('FROM "scheduling_service"' in q["sql"] for q in cached.captured_queries)
+
+    # A price changed in the admin, a service added, a professional switched off: the next turn knows.
+    from scheduling.models import Professional, Service
+
+    cleaning = Service.objects.get(clinic=clinic_a, name="Limpeza")
+    cleaning.price = "199.00"
+    cleaning.save()
+    factories.service(clinic_a, name="Clareamento")
+    ana = Professional.objects.get(clinic=clinic_a, name="Dra. Ana Souza")
+    ana.active = False
+    ana.save()
+    fresh = turn_context(conversation=conversation, new_messages=new, now=timezone.now())
+    assert {s.name: str(s.price) for s in fresh.clinic.services} == {"Clareamento": "None", "Limpeza": "199.00"}
+    assert fresh.clinic.professionals == ()
