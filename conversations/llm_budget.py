@@ -17,23 +17,26 @@ from conversations.models import LlmUsage
 # llm_usage_one_per_clinic_day constraint's columns). The table is LlmUsage's.
 _UPSERT_SQL = """
 INSERT INTO conversations_llmusage AS usage (clinic_id, day, calls, prompt_tokens, completion_tokens)
-VALUES (%s, %s, 1, %s, %s)
+VALUES (%s, %s, %s, %s, %s)
 ON CONFLICT (clinic_id, day) DO UPDATE SET
-    calls = usage.calls + 1,
+    calls = usage.calls + EXCLUDED.calls,
     prompt_tokens = usage.prompt_tokens + EXCLUDED.prompt_tokens,
     completion_tokens = usage.completion_tokens + EXCLUDED.completion_tokens
 """
 
 
-def llm_usage_add(*, clinic: Clinic, day: datetime.date, prompt_tokens: int, completion_tokens: int) -> None:
-    """Count one model call and its tokens on the clinic's `day` (clinic-local).
+def llm_usage_add(
+    *, clinic: Clinic, day: datetime.date, prompt_tokens: int, completion_tokens: int, calls: int = 1
+) -> None:
+    """Count model calls (one by default; a turn adds its calls at once) and their tokens on the clinic's `day`
+    (clinic-local).
 
     A single INSERT … ON CONFLICT DO UPDATE: two workers adding at once both land, neither overwrites the other.
     The day's row stays locked until the caller's transaction ends, so call it outside long transactions.
     Negative counts (a server's bad usage report) count as zero.
     """
     with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_SQL, [clinic.pk, day, max(prompt_tokens, 0), max(completion_tokens, 0)])
+        cursor.execute(_UPSERT_SQL, [clinic.pk, day, max(calls, 0), max(prompt_tokens, 0), max(completion_tokens, 0)])
 
 
 def llm_tokens_used(*, clinic: Clinic, day: datetime.date) -> int:

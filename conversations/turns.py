@@ -358,7 +358,8 @@ def _engine_reply(
     engine = engines.engine_for(conversation.clinic)
     turn.engine = engine.name[:40]
     # A model can take seconds: if the answer is not out by then, the patient hears from us anyway.
-    turn_holding_enqueue(turn.pk)
+    if getattr(engine, "may_be_slow", False):
+        turn_holding_enqueue(turn.pk)
     return engine.respond(
         engines.TurnInput(clinic=conversation.clinic, conversation=conversation, messages=messages, now=now)
     )

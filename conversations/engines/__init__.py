@@ -39,6 +39,9 @@ class EngineReply:
 
 class Engine(Protocol):
     name: str
+    # True for engines that may take seconds (a model): the turn then tells the patient "one moment" if the answer
+    # is not out by TURN_HOLDING_AFTER_SECONDS. The rule-based engine answers in milliseconds and leaves it False.
+    may_be_slow: bool
 
     def respond(self, turn: TurnInput) -> EngineReply: ...
 

@@ -67,6 +67,7 @@ def llm_configured(clinic: Any) -> bool:
 
 class LlmEngine:
     name = "llm"
+    may_be_slow = True  # a model can take seconds: the turn schedules its "one moment" message
 
     def respond(self, turn: TurnInput) -> EngineReply:
         context = turn_context(conversation=turn.conversation, new_messages=turn.messages, now=turn.now)
@@ -157,20 +158,36 @@ class _Turn:
 
         messages = self._messages()
         tools = tool_schemas()
+        # The day's usage is read once and this turn's calls are written once at the end (two queries a turn, not
+        # two a call); within the turn the running total still stops the loop at the budget.
+        used = llm_tokens_used(clinic=self.clinic, day=self.day)
+        spent = {"calls": 0, "prompt": 0, "completion": 0}
+        try:
+            return self._rounds(client, messages, tools, used, spent)
+        finally:
+            if spent["calls"]:
+                llm_usage_add(
+                    clinic=self.clinic,
+                    day=self.day,
+                    prompt_tokens=spent["prompt"],
+                    completion_tokens=spent["completion"],
+                    calls=spent["calls"],
+                )
+
+    def _rounds(
+        self, client: LlmClient, messages: list[dict[str, Any]], tools: Any, used: int, spent: dict[str, int]
+    ) -> str:
         for _round in range(max(int(settings.LLM_MAX_TOOL_ROUNDS), 1)):
-            if llm_tokens_used(clinic=self.clinic, day=self.day) >= self.clinic.llm_daily_token_budget:
+            if used + spent["prompt"] + spent["completion"] >= self.clinic.llm_daily_token_budget:
                 raise _Fallback("budget")
             try:
                 result = client.chat(messages, tools)
             except LlmError as exc:
                 self._log_failure(exc)
                 raise _Fallback(_reason(exc)) from exc
-            llm_usage_add(
-                clinic=self.clinic,
-                day=self.day,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-            )
+            spent["calls"] += 1
+            spent["prompt"] += max(result.prompt_tokens, 0)
+            spent["completion"] += max(result.completion_tokens, 0)
             if not result.tool_calls:
                 if not result.content.strip():
                     raise _Fallback("empty_answer")

@@ -82,6 +82,7 @@ _ASIDES = frozenset({"prices", "plans", "info", "prep", "list", "thanks", "greet
 
 class RuleEngine:
     name = "rules"
+    may_be_slow = False  # answers in milliseconds: no "one moment" message is scheduled for it
 
     def respond(self, turn: TurnInput) -> EngineReply:
         ctx = turn_context(conversation=turn.conversation, new_messages=turn.messages, now=turn.now)

@@ -566,3 +566,16 @@ def test_a_voice_note_whose_media_task_was_lost_holds_the_turn_only_until_the_bo
     assert ai_texts()[1:] == [ASK_TO_TYPE, *engine.reply.texts]
     conversation = Conversation.objects.get(pk=note.conversation_id)
     assert (conversation.needs_attention, conversation.attention_reason) == (True, AttentionReason.UNANSWERED)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("slow", [True, False])
+def test_the_one_moment_message_is_scheduled_only_for_an_engine_that_may_be_slow(clinic, monkeypatch, enqueued, slow):
+    engine = FakeEngine()
+    engine.may_be_slow = slow
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: engine)
+    scheduled: list[int] = []
+    monkeypatch.setattr(tasks, "turn_holding_enqueue", scheduled.append)
+    message = receive(clinic, "oi")
+    result = turn_run(conversation_id=message.conversation_id, now=later())
+    assert scheduled == ([result.turn_id] if slow else [])
