@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import hmac
 import json
@@ -15,8 +16,9 @@ import jwt
 import pytest
 from django.db import connection, connections
 from django.test import Client
+from django.utils import timezone
 
-from conversations.models import InboundEvent, Message
+from conversations.models import InboundEvent, Message, Turn
 from conversations.services import inbound_event_process
 from patients.models import Patient
 from tests import factories
@@ -220,6 +222,26 @@ def test_one_message_delivered_three_times_at_once_is_recorded_once(clinic):
     for worker in workers:
         worker.join(timeout=30)
     assert Message.objects.count() == 1
+
+    # And two turn tasks for it at once (each delivery enqueued one): one turn, one answer.
+    from conversations.turns import turn_run
+
+    conversation_id = Message.objects.get().conversation_id
+    later = timezone.now() + datetime.timedelta(seconds=30)
+
+    def answer() -> None:
+        try:
+            turn_run(conversation_id=conversation_id, now=later)
+        finally:
+            connection.close()
+
+    turns = [threading.Thread(target=answer) for _ in range(3)]
+    for thread in turns:
+        thread.start()
+    for thread in turns:
+        thread.join(timeout=30)
+    assert Turn.objects.count() == 1
+    assert Message.objects.filter(turn__isnull=False).count() == 1
 
 
 @pytest.mark.django_db
