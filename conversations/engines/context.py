@@ -132,6 +132,7 @@ def turn_context(*, conversation: Conversation, new_messages: list[Message], now
     tz = clinic.tz
     local_now = now.astimezone(tz)
     patient = conversation.patient
+    patient.clinic = clinic  # the same row, already loaded: patient_info reads its time zone
     new_ids = [message.pk for message in new_messages]
     return TurnContext(
         clinic=clinic_info(clinic),

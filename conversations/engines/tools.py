@@ -311,6 +311,7 @@ def _service(scope: ToolScope, service_id: int) -> Service:
     service = Service.objects.filter(clinic_id=scope.clinic.pk, pk=service_id, active=True).first()
     if service is None:
         raise ToolError("not_found", f"No service {service_id} at this clinic. Use list_services.")
+    service.clinic = scope.clinic  # the same row, already loaded: availability reads its policy and time zone
     return service
 
 
