@@ -15,6 +15,11 @@ Voice notes, photos and documents (conversations.voice): a burst with a voice no
 waits for it, at most TURN_VOICE_WAIT_SECONDS after it arrived; its transcript is then read like typed text. A voice
 note not heard gets one request to type per burst; a photo or document one "our team will look at it"; both flag the
 conversation for staff, and the engine still answers whatever else the patient wrote.
+
+The order within a turn: the privacy acknowledgement and "voltar" (opt back in); the guardrails (conversations.
+guardrails), which no engine can overrule — an emergency is answered even in a conversation staff own; hand-back to
+the assistant after the clinic's idle time; then the engine (engines.engine_for), preceded on first contact by the
+greeting and privacy notice (conversations.privacy), with a "one moment" message scheduled when it may be slow.
 """
 
 from __future__ import annotations
