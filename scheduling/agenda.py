@@ -18,7 +18,6 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import holidays
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -33,9 +32,9 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from cecilia.admin_scoping import role_allows_on
-from cecilia.models import BusinessHours, Clinic, ClosedDate
+from cecilia.models import BusinessHours, Clinic
 from cecilia.selectors import clinic_ids_allowing
-from scheduling.availability import free_slots
+from scheduling.availability import closed_days, free_slots
 from scheduling.errors import BookingError
 from scheduling.models import Appointment, AppointmentStatus, Professional, Service, TimeOff, WorkingHours
 from scheduling.services import (
@@ -155,27 +154,13 @@ def _subtract(intervals: Sequence[Interval], cuts: Iterable[Interval]) -> list[I
 
 
 def clinic_closed_days(clinic: Clinic, days: Sequence[datetime.date]) -> dict[datetime.date, str]:
-    """The days among `days` the clinic is closed, with why: its closed dates, and public holidays unless it opens.
-
-    National and state holidays come from the `holidays` library (names in the page's language); city holidays are
-    the clinic's yearly closed dates.
-    """
-    closed: dict[datetime.date, str] = {}
+    """The days among `days` the clinic is closed, with why — availability's rule (`closed_days`), holidays named in
+    the page's language."""
     if not days:
-        return closed
-    if not clinic.open_on_holidays:
-        language = "pt_BR" if (translation.get_language() or "").lower().startswith("pt") else "en_US"
-        calendar = holidays.country_holidays(
-            "BR", subdiv=clinic.state or None, years={d.year for d in days}, language=language
-        )
-        closed.update({d: str(calendar[d]) for d in days if d in calendar})
-    rows = ClosedDate.objects.filter(clinic=clinic).filter(Q(date__in=days) | Q(every_year=True))
-    wanted = {(d.month, d.day): d for d in days}
-    for row in rows.only("date", "reason", "every_year"):
-        day = row.date if row.date in days else (wanted.get((row.date.month, row.date.day)) if row.every_year else None)
-        if day is not None:
-            closed[day] = row.reason or gettext("Clinic closed")
-    return closed
+        return {}
+    language = "pt_BR" if (translation.get_language() or "").lower().startswith("pt") else "en_US"
+    closed = closed_days(clinic, min(days), max(days), language=language)
+    return {day: closed[day] or gettext("Clinic closed") for day in days if day in closed}
 
 
 def _working_by_professional_weekday(professional_ids: list[int]) -> dict[tuple[int, int], list[Interval]]:

@@ -373,10 +373,39 @@ def _epoch(moment: datetime.datetime) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def _holidays(state: str, year: int) -> dict[datetime.date, str]:
-    """National holidays plus the state's (empty state: national only), with their Portuguese names."""
-    found = holidays.country_holidays("BR", subdiv=state or None, years=year, language="pt_BR")
+def _holidays(state: str, year: int, language: str = "pt_BR") -> dict[datetime.date, str]:
+    """National holidays plus the state's (empty state: national only), with their names in `language`."""
+    found = holidays.country_holidays("BR", subdiv=state or None, years=year, language=language)
     return dict(found.items())
+
+
+def closed_days(
+    clinic: Clinic, first: datetime.date, last: datetime.date, *, language: str = "pt_BR"
+) -> dict[datetime.date, str]:
+    """The days in [first, last] the clinic takes no appointments, with why: public holidays (national and the
+    clinic's state, unless it opens on holidays; named in `language`) and its closed dates (`every_year` ones on
+    their day and month). One query. Availability and the agenda page both read this, so they never disagree."""
+    closed: dict[datetime.date, str] = {}
+    if not clinic.open_on_holidays:
+        for year in range(first.year, last.year + 1):
+            for day, name in _holidays(clinic.state, year, language).items():
+                if first <= day <= last:
+                    closed[day] = name
+    rows = ClosedDate.objects.filter(clinic_id=clinic.pk).filter(
+        Q(every_year=True) | Q(date__gte=first, date__lte=last)
+    )
+    for date, reason, every_year in rows.values_list("date", "reason", "every_year"):
+        if not every_year:
+            closed[date] = reason
+            continue
+        for year in range(first.year, last.year + 1):
+            try:
+                day = date.replace(year=year)
+            except ValueError:  # 29 February in a common year: not closed that year
+                continue
+            if first <= day <= last:
+                closed[day] = reason
+    return closed
 
 
 class _Epoch(Func):
@@ -483,25 +512,7 @@ class _Agenda:
             intervals.sort()
 
     def _load_closed(self, first: datetime.date, last: datetime.date) -> None:
-        if not self.clinic.open_on_holidays:
-            for year in range(first.year, last.year + 1):
-                for day, name in _holidays(self.clinic.state, year).items():
-                    if first <= day <= last:
-                        self.closed[day] = name
-        rows = ClosedDate.objects.filter(clinic_id=self.clinic.pk).filter(
-            Q(every_year=True) | Q(date__gte=first, date__lte=last)
-        )
-        for date, reason, every_year in rows.values_list("date", "reason", "every_year"):
-            if not every_year:
-                self.closed[date] = reason
-                continue
-            for year in range(first.year, last.year + 1):
-                try:
-                    day = date.replace(year=year)
-                except ValueError:  # 29 February in a common year: not closed that year
-                    continue
-                if first <= day <= last:
-                    self.closed[day] = reason
+        self.closed = closed_days(self.clinic, first, last)
 
     def _load_time_off(self, ids: list[int], lo: datetime.datetime, hi: datetime.datetime) -> None:
         rows = TimeOff.objects.filter(clinic_id=self.clinic.pk, start__lt=hi, end__gt=lo).filter(
