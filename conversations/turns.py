@@ -176,20 +176,8 @@ def _guard(conversation: Conversation, pending: list[Message]) -> guardrails.Gua
     return min(found, key=lambda guard: _GUARD_RANK[guard.kind], default=None)
 
 
-# The most serious first (the same order guardrails.check applies within one message).
-_GUARD_RANK = {
-    kind: rank
-    for rank, kind in enumerate(
-        (
-            GuardKind.SUICIDE,
-            GuardKind.EMERGENCY,
-            GuardKind.HUMAN,
-            GuardKind.OPT_OUT,
-            GuardKind.ABUSE,
-            GuardKind.MEDICAL_ADVICE,
-        )
-    )
-}
+# The most serious first, as guardrails.check ranks them within one message.
+_GUARD_RANK = {kind: rank for rank, kind in enumerate(guardrails.PRECEDENCE)}
 _GUARD_ATTENTION = {
     GuardKind.SUICIDE: AttentionReason.EMERGENCY,
     GuardKind.EMERGENCY: AttentionReason.EMERGENCY,

@@ -17,8 +17,9 @@ from django.core.cache import cache
 from django.db.models import Prefetch
 from django.utils import timezone
 
-from cecilia.models import BusinessHours, Clinic, Weekday
+from cecilia.models import BusinessHours, Clinic
 from conversations.models import Conversation, Message, MessageAuthor
+from conversations.nlu.when import WEEKDAY_NAMES
 from patients.models import HealthPlan, Patient, PatientGuardian
 from scheduling.models import Appointment, AppointmentStatus, Professional, Service
 
@@ -311,22 +312,11 @@ def _message_text(message: Message) -> str:
     return f"[{message.get_kind_display()}]"
 
 
-_WEEKDAYS_PT = {
-    Weekday.MONDAY: "segunda-feira",
-    Weekday.TUESDAY: "terça-feira",
-    Weekday.WEDNESDAY: "quarta-feira",
-    Weekday.THURSDAY: "quinta-feira",
-    Weekday.FRIDAY: "sexta-feira",
-    Weekday.SATURDAY: "sábado",
-    Weekday.SUNDAY: "domingo",
-}
-
-
 def _hours_lines(hours: list[BusinessHours]) -> tuple[str, ...]:
     by_day: dict[int, list[str]] = {}
     for row in hours:
         by_day.setdefault(row.weekday, []).append(f"{row.start:%H:%M}–{row.end:%H:%M}")
-    return tuple(f"{_WEEKDAYS_PT[Weekday(day)]}: {', '.join(spans)}" for day, spans in sorted(by_day.items()))
+    return tuple(f"{WEEKDAY_NAMES[day]}: {', '.join(spans)}" for day, spans in sorted(by_day.items()))
 
 
 def _first_name(name: str) -> str:

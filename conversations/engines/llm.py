@@ -28,13 +28,13 @@ from django.conf import settings
 
 from conversations.engines import EngineReply, TurnInput
 from conversations.engines.context import TurnContext, turn_context
+from conversations.engines.rules_texts import price_label, when_label
 from conversations.engines.tools import (
     ToolResult,
     ToolScope,
     action_execute,
     tool_run,
     tool_schemas,
-    when_label,
 )
 from integrations.llm import LlmClient, LlmConfig, LlmError, LlmRateLimited, LlmRefused
 
@@ -362,7 +362,7 @@ def _clinic_facts(context: TurnContext) -> str:
     lines.append("- Health plans accepted: " + (", ".join(clinic.health_plans) or "none (private only)"))
     lines.append("- Services (service_id: name, minutes, price, professional_ids):")
     for service in clinic.services:
-        price = f"R$ {service.price:.2f}".replace(".", ",") if service.price is not None else "price from staff"
+        price = price_label(service.price) if service.price is not None else "price from staff"
         lines.append(
             f"  - {service.id}: {service.name}, {service.duration_minutes} min, {price}, "
             f"professionals {list(service.professional_ids)}"

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from conversations.engines.context import AppointmentInfo, ClinicInfo, ServiceInfo
+from conversations.nlu.when import WEEKDAY_NAMES
 
-WEEKDAYS = ("segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira", "sábado", "domingo")
+WEEKDAYS = WEEKDAY_NAMES
 
 MENU_OPTIONS = (
     ("book", "Agendar uma consulta"),
@@ -26,9 +27,10 @@ MENU_OPTIONS = (
 )
 
 
-def when_label(moment: datetime.datetime) -> str:
-    """ "sexta-feira, 28/11 às 09:30" (the caller passes a clinic-local datetime)."""
-    return f"{WEEKDAYS[moment.weekday()]}, {moment:%d/%m} às {moment:%H:%M}"
+def when_label(moment: datetime.datetime, tz: datetime.tzinfo | None = None) -> str:
+    """ "sexta-feira, 28/11 às 09:30", as a patient reads it: in `tz` (the clinic's), or as given (clinic-local)."""
+    local = moment.astimezone(tz) if tz is not None else moment
+    return f"{WEEKDAYS[local.weekday()]}, {local:%d/%m} às {local:%H:%M}"
 
 
 def price_label(price: Decimal) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conversations.engines.context import TurnContext
+from conversations.engines.rules_texts import price_label, when_label
 from scheduling import availability
 from scheduling.errors import BookingError, CancellationTooLate, SlotTaken
 from scheduling.models import Appointment, AppointmentSource, AppointmentStatus, Professional, Service
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 WRITE_TOOLS = frozenset({"book_appointment", "reschedule_appointment", "cancel_appointment"})
 _OPEN = (AppointmentStatus.SCHEDULED, AppointmentStatus.CONFIRMED)
 _SLOTS_OFFERED = 6
-_WEEKDAYS = ("segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira", "sábado", "domingo")
 
 
 @dataclass(frozen=True)
@@ -360,12 +360,6 @@ def _refuse(scope: ToolScope, tool: str, kind: str, target_id: int) -> None:
 # --- labels -----------------------------------------------------------------------------------------------------
 
 
-def when_label(moment: datetime.datetime, tz: datetime.tzinfo) -> str:
-    """pt-BR, as a patient reads it: "sexta-feira, 28/11 às 09:30" (clinic-local)."""
-    local = moment.astimezone(tz)
-    return f"{_WEEKDAYS[local.weekday()]}, {local:%d/%m} às {local:%H:%M}"
-
-
 def _slot(scope: ToolScope, slot: availability.Slot) -> dict[str, Any]:
     professional = scope.context.clinic.professional(slot.professional_id)
     return {
@@ -406,7 +400,7 @@ def _list_services(scope: ToolScope, _arguments: dict[str, Any]) -> ToolResult:
                     "service_id": s.id,
                     "name": s.name,
                     "duration_minutes": s.duration_minutes,
-                    "price": f"R$ {s.price:.2f}".replace(".", ",") if s.price is not None else "ask staff",
+                    "price": price_label(s.price) if s.price is not None else "ask staff",
                     "accepts_private": s.accepts_private,
                     "health_plans": list(s.health_plans),
                     "professional_ids": list(s.professional_ids),
