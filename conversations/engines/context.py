@@ -259,16 +259,16 @@ def patient_info(patient: Patient, *, now: datetime.datetime) -> PatientInfo:
     plan = patient.health_plan.name if patient.health_plan_id else ""
     return PatientInfo(
         id=patient.pk,
-        first_name=_first_name(patient.full_name or patient.whatsapp_name),
+        first_name=_first_name(patient),
         full_name=patient.full_name,
         known=bool(patient.full_name),
         health_plan=plan,
-        dependents=tuple(PersonInfo(d.pk, _first_name(d.full_name), d.full_name) for d in dependents),
+        dependents=tuple(PersonInfo(d.pk, _first_name(d), d.full_name) for d in dependents),
         upcoming=tuple(
             AppointmentInfo(
                 id=a.pk,
                 patient_id=a.patient_id,
-                patient_first_name=_first_name(a.patient.full_name or a.patient.whatsapp_name),
+                patient_first_name=_first_name(a.patient),
                 start=a.start.astimezone(tz),
                 end=a.end.astimezone(tz),
                 professional_id=a.professional_id,
@@ -319,6 +319,6 @@ def _hours_lines(hours: list[BusinessHours]) -> tuple[str, ...]:
     return tuple(f"{WEEKDAY_NAMES[day]}: {', '.join(spans)}" for day, spans in sorted(by_day.items()))
 
 
-def _first_name(name: str) -> str:
-    parts = name.split()
-    return parts[0].capitalize() if parts else ""
+def _first_name(patient: Patient) -> str:
+    """Patient.first_name as a greeting reads it ("maria" → "Maria")."""
+    return patient.first_name.capitalize()
