@@ -662,23 +662,28 @@ def _take_offer(talk: Talk, index: int, *, booking: bool) -> None:
             patient=talk.person() if booking else None,
             now=talk.ctx.now,
         )
-    except SlotTaken as error:
-        if not offer_alternatives(talk, error, service_name=service.name):
-            _search_again(talk, booking)
-        return
-    except PatientOverlap:
-        talk.say(texts.PATIENT_BUSY)
-        _search_again(talk, booking)
-        return
-    except BookingError:
-        talk.say(texts.SLOT_TAKEN)
-        _search_again(talk, booking)
+    except BookingError as error:
+        _refused(talk, error, booking=booking, service_name=service.name)
         return
     talk.state["slot"] = pair
     if booking:
         book_advance(talk)
     else:
         _reschedule_readback(talk)
+
+
+def _refused(talk: Talk, error: BookingError, *, booking: bool, service_name: str) -> None:
+    """A hold, booking or move the scheduling services refused: the error's alternatives when the slot was taken,
+    a word about the patient's own clash, otherwise a fresh search (only the error's code is logged)."""
+    if isinstance(error, SlotTaken) and offer_alternatives(talk, error, service_name=service_name):
+        return
+    if isinstance(error, PatientOverlap):
+        talk.say(texts.PATIENT_BUSY)
+    elif not isinstance(error, SlotTaken):
+        logger.info("Rule engine %s refused (%s) in conversation %s", "booking" if booking else "move", error.code,
+                    talk.conversation.pk)  # fmt: skip
+        talk.say(texts.SLOT_TAKEN)
+    _search_again(talk, booking)
 
 
 def _search_again(talk: Talk, booking: bool) -> None:
@@ -719,18 +724,8 @@ def _book_write(talk: Talk) -> None:
             source=AppointmentSource.WHATSAPP,
             holder=talk.holder,
         )
-    except SlotTaken as error:
-        if not offer_alternatives(talk, error, service_name=service.name):
-            _search_again(talk, True)
-        return
-    except PatientOverlap:
-        talk.say(texts.PATIENT_BUSY)
-        _search_again(talk, True)
-        return
     except BookingError as error:
-        logger.info("Rule engine booking refused (%s) in conversation %s", error.code, talk.conversation.pk)
-        talk.say(texts.SLOT_TAKEN)
-        _search_again(talk, True)
+        _refused(talk, error, booking=True, service_name=service.name)
         return
     logger.info("Rule engine booked appointment %s in conversation %s", appointment.pk, talk.conversation.pk)
     talk.end_flow()
@@ -973,14 +968,8 @@ def _reschedule_write(talk: Talk) -> None:
     except CancellationTooLate:
         _too_late(talk, info)
         return
-    except SlotTaken as error:
-        if not offer_alternatives(talk, error, service_name=info.service):
-            _search_again(talk, False)
-        return
     except BookingError as error:
-        logger.info("Rule engine reschedule refused (%s) in conversation %s", error.code, talk.conversation.pk)
-        talk.say(texts.SLOT_TAKEN)
-        _search_again(talk, False)
+        _refused(talk, error, booking=False, service_name=info.service)
         return
     talk.end_flow()
     talk.say(texts.rescheduled(professional=professional.name, service=info.service, start=start))
