@@ -1,15 +1,24 @@
 """Benchmarks: each one a module run as `python -m bench.<name>` (see bench/README.md and docs/benchmarks.md).
 
 What they share lives here: starting Django against a PostgreSQL database of their own (created and migrated when
-missing), and the percentiles they report. Nothing in the product imports this package.
+missing), the percentiles they report, and for the benches that start real servers (webhook, turn) the production
+settings they run with and the small process helpers. Nothing in the product imports this package.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import math
 import os
+import secrets
+import signal
+import socket
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_SETTINGS = "cecilia.settings_test"  # development defaults for the secret key and hosts; DEBUG on
 
@@ -77,3 +86,70 @@ def percentile(samples: Sequence[float], pct: float) -> float:
     ordered = sorted(samples)
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+# --- benches that start real servers (bench.webhook, bench.turn) ------------------------------------------------
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
+
+
+def production_env(*, settings_module: str, workdir: Path, redis_url: str, log_level: str) -> dict[str, str]:
+    """The environment a bench's servers run with: production's settings (DEBUG off, fresh secrets, a developer's
+    .env ignored) on plain HTTP on loopback, the bench's own Redis database. Each bench adds its own knobs."""
+    from cryptography.fernet import Fernet
+
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "ENV_FILE": os.devnull,  # a developer's .env would change what is measured
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback; production sits behind a TLS proxy
+        "STATIC_ROOT": str(workdir),  # an existing folder: WhiteNoise warns about a missing one at start
+        "LOG_LEVEL": log_level,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+    }
+
+
+def redis_url(db: int) -> str:
+    """REDIS_URL's server (default 127.0.0.1:6379) with the bench's own database number."""
+    parts = urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def package_version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores, idle and iowait excluded), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(value) for value in stat.readline().split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_now(seconds: float) -> float:
+    """% of all cores busy over the next `seconds`."""
+    first = machine_busy_seconds()
+    time.sleep(seconds)
+    return (machine_busy_seconds() - first) / (seconds * (os.cpu_count() or 1)) * 100
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM when the bench dies, so no server, worker or load tool outlives it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import http.client
 import json
 import os
@@ -38,7 +37,6 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,9 +47,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from bench import BenchSetupError, django_start, percentile
+from bench import (
+    BenchSetupError,
+    die_with_parent,
+    django_start,
+    free_port,
+    machine_busy_now,
+    package_version,
+    percentile,
+    production_env,
+    redis_url,
+)
 from bench.turn import dataset
 from bench.turn.fakes import FakeEvolution, FakeModel, Sent
 
@@ -70,7 +77,6 @@ START_SECONDS = 60.0
 STOP_SECONDS = 15.0
 BUSY_PERCENT = 20.0
 BUSY_SAMPLE_SECONDS = 2.0
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 CHAIN_HOPS = 3  # the turn's chain: inbound_event_process → conversation_turn → message_send_task
 
 # One patient's conversation, in order; the next patient (a new number) starts over. The booking is cancelled at the
@@ -202,25 +208,14 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 
 def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
-    from cryptography.fernet import Fernet
-
-    redis_url = _redis_url(args.redis_db)
+    redis_db_url = redis_url(args.redis_db)
     env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
-        "ENV_FILE": os.devnull,  # a developer's .env would change what is measured
-        "DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback; production sits behind a TLS proxy
-        "STATIC_ROOT": str(workdir),
-        "LOG_LEVEL": args.log_level,
+        **production_env(
+            settings_module=SETTINGS_MODULE, workdir=workdir, redis_url=redis_db_url, log_level=args.log_level
+        ),
         "LOG_FORMAT": "json",
         "DB_CONN_MAX_AGE": "60",  # gunicorn's fixed threads and the worker's processes keep their connections
         "WEB_WORKERS": str(args.web_workers),
-        "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": redis_url,
         "PYTHONUNBUFFERED": "1",
         # What the issue's target assumes: no debounce, no typing delay, no rate limit reached.
         "TURN_DEBOUNCE_SECONDS": "0",
@@ -240,11 +235,11 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
 
     from cecilia.celery import app
 
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=30)
+    client = redis.Redis.from_url(redis_db_url, socket_connect_timeout=2, socket_timeout=30)
     try:
         client.flushdb()
     except redis.RedisError as exc:
-        raise BenchSetupError(f"Cannot reach Redis at {redis_url}: {exc}") from exc
+        raise BenchSetupError(f"Cannot reach Redis at {redis_db_url}: {exc}") from exc
 
     evolution = FakeEvolution(dataset.API_KEY)
     evolution.start()
@@ -255,13 +250,13 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
     template["apikey"] = dataset.API_KEY
 
     print(
-        f"Database {database} (PostgreSQL {connection.pg_version // 10000}), Redis {redis_url} (flushed); clinic "
+        f"Database {database} (PostgreSQL {connection.pg_version // 10000}), Redis {redis_db_url} (flushed); clinic "
         f"{dataset.CLINIC_SLUG!r} on Evolution → fake at {evolution.url}; {removed} patients of earlier runs removed."
     )
     print(
         f"{os.cpu_count()} cores, load average {' / '.join(f'{v:.2f}' for v in os.getloadavg())}; Python "
-        f"{platform.python_version()}, Django {django.get_version()}, gunicorn {_version('gunicorn')}, Celery "
-        f"{_version('celery')}, openai {_version('openai')}."
+        f"{platform.python_version()}, Django {django.get_version()}, gunicorn {package_version('gunicorn')}, Celery "
+        f"{package_version('celery')}, openai {package_version('openai')}."
     )
     print(
         f"Web: gunicorn, {args.web_workers} worker{'s' if args.web_workers > 1 else ''} × "
@@ -269,7 +264,7 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
         f"concurrency {args.concurrency}. DEBUG off, CONN_MAX_AGE 60, LOG_LEVEL {args.log_level}; "
         "TURN_DEBOUNCE_SECONDS=0, WHATSAPP_TYPING_DELAY_MS=0, WHATSAPP_SEND_PER_MINUTE=1000000."
     )
-    busy = _machine_busy_now()
+    busy = machine_busy_now(BUSY_SAMPLE_SECONDS)
     print(f"Machine {busy:.0f} % busy over the {BUSY_SAMPLE_SECONDS:.0f} s before the start (all cores).")
     if busy > BUSY_PERCENT:
         print(
@@ -278,7 +273,7 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
         )
     return Context(
         env=env,
-        port=_free_port(),
+        port=free_port(),
         secret=secret,
         clinic_id=clinic_id,
         run_tag=secrets.token_hex(4).upper(),
@@ -290,47 +285,7 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
     )
 
 
-def _redis_url(db: int) -> str:
-    """REDIS_URL's server (default 127.0.0.1:6379) with the bench's own database number."""
-    parts = urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _machine_busy_seconds() -> float:
-    with open("/proc/stat") as stat:
-        values = [int(value) for value in stat.readline().split()[1:9]]
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
-
-
-def _machine_busy_now() -> float:
-    """% of all cores busy over the next BUSY_SAMPLE_SECONDS."""
-    first = _machine_busy_seconds()
-    time.sleep(BUSY_SAMPLE_SECONDS)
-    return (_machine_busy_seconds() - first) / (BUSY_SAMPLE_SECONDS * (os.cpu_count() or 1)) * 100
-
-
 # --- processes ----------------------------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the bench dies, so no server or worker outlives a killed bench."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _start_processes(context: Context, args: argparse.Namespace) -> None:
@@ -345,7 +300,7 @@ def _start_processes(context: Context, args: argparse.Namespace) -> None:
         with open(context.workdir / f"{name}.log", "wb") as log:
             context.processes[name] = subprocess.Popen(
                 command, cwd=BASE_DIR, env=context.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+                stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
             )  # fmt: skip
     deadline = time.monotonic() + START_SECONDS
     web_up = False

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import http.client
 import json
 import os
@@ -50,9 +49,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from bench import BenchSetupError, django_start
+from bench import (
+    BenchSetupError,
+    die_with_parent,
+    django_start,
+    free_port,
+    machine_busy_now,
+    machine_busy_seconds,
+    package_version,
+    production_env,
+    redis_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 HERE = Path(__file__).resolve().parent
@@ -79,7 +87,6 @@ BUSY_SAMPLE_SECONDS = 2.0
 SERVER_START_SECONDS = 30.0
 SERVER_STOP_SECONDS = 10.0
 DRAIN_SECONDS = 15.0
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass
@@ -254,26 +261,15 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
     elif load_tool == "wrk" and not shutil.which("wrk"):
         raise BenchSetupError("wrk is not installed (Debian: apt-get install wrk); or use --load-tool python")
 
-    from cryptography.fernet import Fernet
-
-    redis_url = _redis_url(args.redis_db)
+    redis_db_url = redis_url(args.redis_db)
     env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
-        "ENV_FILE": os.devnull,  # a developer's .env would change what is measured
-        "DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback; production sits behind a TLS proxy
-        "STATIC_ROOT": str(workdir),  # an existing folder: WhiteNoise warns about a missing one at start
-        "LOG_LEVEL": args.log_level,
+        **production_env(
+            settings_module=SETTINGS_MODULE, workdir=workdir, redis_url=redis_db_url, log_level=args.log_level
+        ),
         # Persistent connections under gunicorn's fixed threads, as in production; none under daphne, whose
         # thread per request would leave one behind each time (the README's DB_CONN_MAX_AGE).
         "DB_CONN_MAX_AGE": "60" if args.server == "gunicorn" else "0",
         "WEB_WORKERS": str(args.processes),
-        "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": redis_url,
     }
     os.environ.update(env)
     database = django_start(require_bench_database=not args.any_database)
@@ -283,11 +279,11 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
     from django.conf import settings
     from django.db import connection
 
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    client = redis.Redis.from_url(redis_db_url, socket_connect_timeout=2)
     try:
         client.flushdb()
     except redis.RedisError as exc:
-        raise BenchSetupError(f"Cannot reach Redis at {redis_url}: {exc}") from exc
+        raise BenchSetupError(f"Cannot reach Redis at {redis_db_url}: {exc}") from exc
 
     secret = secrets.token_urlsafe(32)
     clinic_id, removed = _clinic_prepare(secret)
@@ -297,12 +293,13 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
 
     print(
         f"Database {database} (PostgreSQL {connection.pg_version // 10000}, max_connections "
-        f"{_pg_setting('max_connections')}), Redis {redis_url} (flushed); clinic {CLINIC_SLUG!r}, instance "
+        f"{_pg_setting('max_connections')}), Redis {redis_db_url} (flushed); clinic {CLINIC_SLUG!r}, instance "
         f"{INSTANCE!r}, {removed:,} events of earlier runs removed."
     )
     print(
         f"{os.cpu_count()} cores, load average {_load_averages()}; Python {platform.python_version()}, "
-        f"Django {django.get_version()}, {args.server} {_version(args.server)}; load tool: {_tool_version(load_tool)}."
+        f"Django {django.get_version()}, {args.server} {package_version(args.server)}; "
+        f"load tool: {_tool_version(load_tool)}."
     )
     processes = _server_label(args)
     pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
@@ -311,7 +308,7 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
         f"{f', connection pool {pool}' if pool else ''}, LOG_LEVEL {args.log_level}; body {len(template):,} bytes "
         "(Evolution 2.3.7 messages.upsert text), static secret header."
     )
-    busy = _machine_busy_now()
+    busy = machine_busy_now(BUSY_SAMPLE_SECONDS)
     print(f"Machine {busy:.0f} % busy over the {BUSY_SAMPLE_SECONDS:.0f} s before the start (all cores).")
     if busy > BUSY_PERCENT:
         print(
@@ -320,7 +317,7 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Context:
         )
     return Context(
         env=env,
-        port=_free_port(),
+        port=free_port(),
         secret=secret,
         clinic_id=clinic_id,
         run_tag=secrets.token_hex(3).upper(),
@@ -339,12 +336,6 @@ def _server_label(args: argparse.Namespace) -> str:
         threads = os.environ.get("WEB_THREADS", "4")
         return f"gunicorn, {args.processes} worker{'s' if args.processes > 1 else ''} × {threads} threads (gthread)"
     return "one daphne process" if args.processes == 1 else f"{args.processes} daphne processes on one socket"
-
-
-def _redis_url(db: int) -> str:
-    """REDIS_URL's server (default 127.0.0.1:6379) with the bench's own database number."""
-    parts = urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
 
 
 def _clinic_prepare(secret: str) -> tuple[int, int]:
@@ -383,24 +374,12 @@ def _body(template: bytes, message_id: str) -> bytes:
     return template.replace(ID_PLACEHOLDER.encode(), message_id.encode(), 1)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _pg_setting(name: str) -> str:
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting(%s)", [name])
         return cursor.fetchone()[0]
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
 
 
 def _tool_version(tool: str) -> str:
@@ -415,12 +394,6 @@ def _load_averages() -> str:
 
 
 # --- the server ---------------------------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the bench dies, so no server or wrk outlives a killed bench."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _server_start(context: Context, workdir: Path) -> None:
@@ -447,7 +420,7 @@ def _server_start(context: Context, workdir: Path) -> None:
                 context.servers.append(
                     subprocess.Popen(
                         command, cwd=BASE_DIR, env=context.env, stdout=log, stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+                        stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
                         pass_fds=(listener.fileno(),) if listener else (),
                     )
                 )  # fmt: skip
@@ -642,7 +615,7 @@ def _load(context: Context, phase: Phase, prefix: str, verbose: bool) -> dict[st
         f"http://127.0.0.1:{context.port}{phase.path}", "--", str(context.body_file), prefix, context.secret,
     ]  # fmt: skip
     completed = subprocess.run(
-        command, capture_output=True, text=True, check=False, preexec_fn=_die_with_parent, timeout=phase.seconds + 60
+        command, capture_output=True, text=True, check=False, preexec_fn=die_with_parent, timeout=phase.seconds + 60
     )
     if verbose:
         print(completed.stdout.replace(context.secret, "<secret>"))
@@ -734,20 +707,6 @@ def _postgres_seconds() -> float | None:
     return total if found else None
 
 
-def _machine_busy_seconds() -> float:
-    with open("/proc/stat") as stat:
-        values = [int(value) for value in stat.readline().split()[1:9]]
-    idle = values[3] + values[4]  # idle, iowait
-    return (sum(values) - idle) / _TICK
-
-
-def _machine_busy_now() -> float:
-    """% of all cores busy over the next BUSY_SAMPLE_SECONDS."""
-    first = _machine_busy_seconds()
-    time.sleep(BUSY_SAMPLE_SECONDS)
-    return (_machine_busy_seconds() - first) / (BUSY_SAMPLE_SECONDS * (os.cpu_count() or 1)) * 100
-
-
 def _cpu(context: Context, in_process: bool) -> Cpu:
     redis_seconds = None
     with contextlib.suppress(Exception):
@@ -760,7 +719,7 @@ def _cpu(context: Context, in_process: bool) -> Cpu:
         load=usage.ru_utime + usage.ru_stime,
         postgres=_postgres_seconds(),
         redis=redis_seconds,
-        machine=_machine_busy_seconds(),
+        machine=machine_busy_seconds(),
     )
 
 
