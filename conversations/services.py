@@ -17,7 +17,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cecilia.models import ChannelState, Clinic
+from conversations.attention import conversation_flag
 from conversations.models import (
+    AttentionReason,
     Conversation,
     ConversationOwner,
     InboundEvent,
@@ -27,7 +29,7 @@ from conversations.models import (
     MessageStatus,
     StatusReceipt,
 )
-from conversations.outbox.sending import conversation_flag_failed_send, message_echo_adopt, sends_in_flight
+from conversations.outbox.sending import message_echo_adopt, sends_in_flight
 from integrations.whatsapp.base import (
     ConnectionUpdate,
     DeliveryStatus,
@@ -234,7 +236,9 @@ def receipts_apply(*, clinic: Clinic, provider_message_id: str) -> None:
         message.save(update_fields=sorted(changed))
     if message.status == MessageStatus.FAILED and not was_failed:
         # WhatsApp refused it after accepting the send (Meta reports "not on WhatsApp" this way): staff must know.
-        conversation_flag_failed_send(conversation_id=message.conversation_id, now=timezone.now())
+        conversation_flag(
+            conversation_id=message.conversation_id, reason=AttentionReason.FAILED_SEND, now=timezone.now()
+        )
 
 
 def _apply_receipt(message: Message, receipt: StatusReceipt) -> set[str]:

@@ -34,6 +34,7 @@ from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from conversations import engines, guardrails, privacy, voice
+from conversations.attention import conversation_flag
 from conversations.guardrails import GuardKind
 from conversations.models import (
     AttentionReason,
@@ -393,14 +394,6 @@ def _finish(
         reason = reason or _ATTENTION.get(outcome)
         if reason is not None:
             conversation_flag(conversation_id=conversation.pk, reason=reason, now=now)
-
-
-def conversation_flag(*, conversation_id: int, reason: AttentionReason, now: datetime.datetime) -> None:
-    """Ask staff to look at the conversation. An emergency outranks any other reason; otherwise the first one stays."""
-    flagged = Conversation.objects.filter(pk=conversation_id)
-    if reason != AttentionReason.EMERGENCY:
-        flagged = flagged.filter(needs_attention=False)
-    flagged.update(needs_attention=True, attention_reason=reason, updated_at=now)
 
 
 def turns_due(*, now: datetime.datetime, limit: int = 500) -> list[int]:

@@ -13,8 +13,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations.models import Message, MessageDirection, MessageStatus
-from conversations.outbox.sending import GAVE_UP, UNCONFIRMED, conversation_flag_failed_send, unconfirmed_message
+from conversations.attention import conversation_flag
+from conversations.models import AttentionReason, Message, MessageDirection, MessageStatus
+from conversations.outbox.sending import GAVE_UP, UNCONFIRMED, unconfirmed_message
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def _requeue_never_started(now: datetime.datetime) -> list[int]:
             if claim.update(
                 status=MessageStatus.FAILED, error=reason, error_code=GAVE_UP, failed_at=now, next_attempt_at=None
             ):
-                conversation_flag_failed_send(conversation_id=conversation_id, now=now)
+                conversation_flag(conversation_id=conversation_id, reason=AttentionReason.FAILED_SEND, now=now)
     return requeued
 
 
@@ -104,7 +105,7 @@ def _settle_in_flight(now: datetime.datetime) -> int:
                 )
             ):
                 unconfirmed += 1
-                conversation_flag_failed_send(conversation_id=conversation_id, now=now)
+                conversation_flag(conversation_id=conversation_id, reason=AttentionReason.FAILED_SEND, now=now)
                 logger.warning("Message %s left in flight by a dead worker; marked unconfirmed", pk)
     return unconfirmed
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cecilia.models import WhatsAppProvider
+from conversations.attention import conversation_flag
 from conversations.models import (
     AttentionReason,
     Conversation,
@@ -254,16 +255,9 @@ def _fail(message: Message, token: datetime.datetime | None, code: str, reason: 
             next_attempt_at=None,
         )
         if failed:
-            conversation_flag_failed_send(conversation_id=message.conversation_id, now=now)
+            conversation_flag(conversation_id=message.conversation_id, reason=AttentionReason.FAILED_SEND, now=now)
             _after_commit_send_next(message)
     return Outcome.FAILED
-
-
-def conversation_flag_failed_send(*, conversation_id: int, now: datetime.datetime) -> None:
-    """Ask staff to look at the conversation; a reason already there (an emergency…) is kept."""
-    Conversation.objects.filter(pk=conversation_id, needs_attention=False).update(
-        needs_attention=True, attention_reason=AttentionReason.FAILED_SEND, updated_at=now
-    )
 
 
 def _record_sent(message: Message, token: datetime.datetime | None, result: SendResult, *, now) -> None:
