@@ -47,7 +47,7 @@ from conversations.models import (
     TurnOutcome,
 )
 from conversations.nlu.text import normalize
-from patients.models import Patient
+from patients.services import patient_automated_messages_set
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def _opt_back_in(conversation: Conversation, pending: list[Message], turn: Turn,
         return False
     turn.engine = "guardrails"
     with transaction.atomic():
-        Patient.objects.filter(pk=patient.pk).update(opt_out_automated=False, updated_at=now)
+        patient_automated_messages_set(patient_id=patient.pk, allowed=True)
         patient.opt_out_automated = False
         message_queue_outbound(conversation=conversation, text=OPT_IN_REPLY, author=MessageAuthor.AI)
         _finish(turn, TurnOutcome.ANSWERED, now=now, conversation=conversation)
@@ -199,7 +199,7 @@ def _apply_guard(conversation: Conversation, turn: Turn, guard: guardrails.Guard
         if urgent or not staff_there:
             message_queue_outbound(conversation=current, text=guard.reply, author=MessageAuthor.AI)
         if guard.kind == GuardKind.OPT_OUT:
-            Patient.objects.filter(pk=current.patient_id).update(opt_out_automated=True, updated_at=now)
+            patient_automated_messages_set(patient_id=current.patient_id, allowed=False)
         fields = ["updated_at"]
         if guard.stop_assistant and not staff_there:
             current.owner = ConversationOwner.HUMAN

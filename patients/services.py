@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from cecilia.models import Clinic
 from patients.models import Patient
@@ -87,3 +88,9 @@ def patient_name_record(*, patient: Patient, full_name: str) -> Patient:
     patient.full_name = name
     patient.save(update_fields=["full_name", "updated_at"])
     return patient
+
+
+def patient_automated_messages_set(*, patient_id: int, allowed: bool) -> None:
+    """The patient's own "parar" / "voltar": no reminders or other automatic messages while opted out (staff and the
+    assistant still answer what the patient writes)."""
+    Patient.objects.filter(pk=patient_id).update(opt_out_automated=not allowed, updated_at=timezone.now())
