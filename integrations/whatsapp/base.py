@@ -167,7 +167,21 @@ class Template:
 
 
 @dataclass(frozen=True)
+class ReplyButton:
+    """One tappable reply under a message. The patient's tap comes back as `InboundMessage.selected_option_id`."""
+
+    id: str  # what Cecilia reads back (Meta: at most 256 characters, no surrounding spaces)
+    title: str  # the label (Meta shows at most 20 characters; longer titles are cut with "…")
+
+
+@dataclass(frozen=True)
 class OutboundMessage:
+    """One message to send.
+
+    `buttons` (at most 3) are a hint: only providers that have reply buttons show them (Meta, on a text message), and
+    the others send `text` alone, so `text` must read well without them, e.g. listing "1. Confirmar" / "2. Remarcar".
+    """
+
     to: str  # chat id (JID / wa_id) or a phone number in E.164
     kind: Kind = Kind.TEXT
     text: str = ""  # text, or the caption of media
@@ -176,6 +190,7 @@ class OutboundMessage:
     quoted_message_id: str = ""
     typing_delay_ms: int = 0  # shows "typing…" before the message (Evolution)
     template: Template | None = None  # Meta, outside the 24-hour window
+    buttons: tuple[ReplyButton, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class ConsoleProvider(WhatsAppProvider):
         return "console|" + "|".join(parts)
 
     def send(self, message: OutboundMessage) -> SendResult:
+        # `buttons` are not shown: the simulator shows the stored text, which already lists the options.
         return SendResult(f"console-{uuid.uuid4().hex}", chat_id=message.to)
 
     def download_media(self, media: MediaRef, *, max_bytes: int | None = None) -> MediaContent:

@@ -135,6 +135,9 @@ class EvolutionProvider(WhatsAppProvider):
                 raise provider_error("invalid_request", permanent=True)  # Evolution: 400 "Text is required"
             # Link previews are fetched by Evolution's server from whatever URL the text holds: slower sends, one
             # more failure mode and third-party content next to the clinic's words. Receptionist texts need none.
+            # `buttons` are left out on purpose: WhatsApp does not support button messages from unofficial clients such
+            # as Baileys, so depending on the patient's app they show, arrive blank or never arrive. The text lists the
+            # options instead.
             body: dict[str, Any] = {"number": number, "text": message.text, "linkPreview": False}
             if message.quoted_message_id:
                 # Without `message`, Evolution loads the quoted message from its database by id.

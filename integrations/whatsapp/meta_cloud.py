@@ -38,6 +38,7 @@ from integrations.whatsapp.base import (
     MediaRef,
     OutboundMessage,
     ProviderError,
+    ReplyButton,
     SendResult,
     WhatsAppProvider,
 )
@@ -45,6 +46,11 @@ from integrations.whatsapp.base import (
 GRAPH_API_URL = "https://graph.facebook.com/v21.0"
 SIGNATURE_HEADER = "x-hub-signature-256"
 _MEDIA_TYPES = {Kind.IMAGE: "image", Kind.VIDEO: "video", Kind.DOCUMENT: "document", Kind.AUDIO: "audio"}
+# Meta's limits for interactive reply buttons; a message outside them goes as plain text (its text lists the options).
+MAX_BUTTONS = 3
+MAX_BUTTON_TITLE = 20
+MAX_BUTTON_ID = 256
+MAX_INTERACTIVE_BODY = 1024
 
 STAFF_MESSAGES = {
     "outside_24h_window": (
@@ -130,7 +136,8 @@ class MetaCloudProvider(WhatsAppProvider):
     # --- outbound ---------------------------------------------------------------------------------------------
 
     def send(self, message: OutboundMessage) -> SendResult:
-        """Template, text, or media (uploaded first, then sent by id), to a phone number in any written form."""
+        """Template, text (with reply buttons when it has them and Meta's limits allow), or media (uploaded first, then
+        sent by id), to a phone number in any written form."""
         try:
             to = jids.phone_digits(message.to)
         except ValueError:
@@ -159,6 +166,10 @@ class MetaCloudProvider(WhatsAppProvider):
         if message.kind is Kind.TEXT:
             if not message.text.strip():
                 raise provider_error("invalid_request", permanent=True)
+            if message.buttons and message.media is None:
+                interactive = _reply_buttons(message.text, message.buttons)
+                if interactive is not None:
+                    return {"type": "interactive", "interactive": interactive}
             # No link previews: Meta would fetch and show third-party content next to the clinic's words.
             return {"type": "text", "text": {"body": message.text, "preview_url": False}}
         media = message.media
@@ -269,6 +280,36 @@ class MetaCloudProvider(WhatsAppProvider):
                 return response.status_code, read_capped(response, limit)
             finally:
                 response.close()
+
+
+def _reply_buttons(text: str, buttons: tuple[ReplyButton, ...]) -> dict[str, Any] | None:
+    """The `interactive` object of a reply-button message, or None when Meta would refuse it (send the text instead).
+
+    Titles past 20 characters are cut; anything else outside Meta's rules (more than 3 buttons, a body past 1024
+    characters, an empty, padded or too long id, an empty title, repeated ids or titles) falls back to text: a cut id
+    would come back as an option nobody offered.
+    """
+    if len(buttons) > MAX_BUTTONS or len(text) > MAX_INTERACTIVE_BODY:
+        return None
+    replies = [{"id": button.id, "title": _button_title(button.title)} for button in buttons]
+    ids = [reply["id"] for reply in replies]
+    titles = [reply["title"] for reply in replies]
+    if not all(ids) or not all(titles) or len(set(ids)) < len(ids) or len(set(titles)) < len(titles):
+        return None
+    if any(len(id_) > MAX_BUTTON_ID or id_ != id_.strip() for id_ in ids):
+        return None
+    return {
+        "type": "button",
+        "body": {"text": text},
+        "action": {"buttons": [{"type": "reply", "reply": reply} for reply in replies]},
+    }
+
+
+def _button_title(title: str) -> str:
+    title = title.strip()
+    if len(title) <= MAX_BUTTON_TITLE:
+        return title
+    return title[: MAX_BUTTON_TITLE - 1].rstrip() + "…"
 
 
 def error_from_response(status: int, body: Any, *, context: str = "send") -> ProviderError:

@@ -28,6 +28,7 @@ from integrations.whatsapp.base import (
     OutboundMessage,
     ProviderError,
     QrCodeUpdate,
+    ReplyButton,
     SendResult,
     Template,
 )
@@ -104,6 +105,16 @@ def test_a_text_without_typing_delay_sends_no_delay(router, provider):
     provider.send(OutboundMessage(to="5511987654321", text=TEXT))
 
     assert sent_json(route) == {"number": "5511987654321", "text": TEXT, "linkPreview": False}
+
+
+def test_a_text_with_reply_buttons_goes_as_plain_text_because_baileys_buttons_are_unreliable(router, provider):
+    route = router.post("/message/sendText/atendimento-sp").respond(201, json=rest("send_text_response_201.json"))
+    text = "Sua consulta é amanhã às 14h.\n1. Confirmar\n2. Remarcar"
+    buttons = (ReplyButton("confirmar:8812", "Confirmar"), ReplyButton("remarcar:8812", "Remarcar"))
+
+    provider.send(OutboundMessage(to="5511987654321", text=text, buttons=buttons))
+
+    assert sent_json(route) == {"number": "5511987654321", "text": text, "linkPreview": False}
 
 
 def test_a_reply_quotes_the_message_by_id(router, provider):

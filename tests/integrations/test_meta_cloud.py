@@ -31,6 +31,7 @@ from integrations.whatsapp.base import (
     MediaRef,
     OutboundMessage,
     ProviderError,
+    ReplyButton,
     SendResult,
     StatusUpdate,
     Template,
@@ -403,6 +404,79 @@ def test_a_reply_carries_the_quoted_message_as_context(router, provider):
     provider.send(OutboundMessage(to=MARIA, text="Sim!", quoted_message_id="wamid.ABC"))
 
     assert sent_json(route)["context"] == {"message_id": "wamid.ABC"}
+
+
+CONFIRM_TEXT = "Sua consulta é amanhã, terça, às 14h.\n1. Confirmar\n2. Remarcar"
+CONFIRM = ReplyButton("confirmar:8812", "Confirmar")
+RESCHEDULE = ReplyButton("remarcar:8812", "Remarcar")
+
+
+def test_a_text_with_buttons_is_sent_as_an_interactive_reply_button_message(router, provider):
+    route = router.post(f"/{PHONE_NUMBER_ID}/messages").respond(200, json=graph("send_response_200.json"))
+
+    result = provider.send(
+        OutboundMessage(to=MARIA, text=CONFIRM_TEXT, buttons=(CONFIRM, RESCHEDULE), quoted_message_id="wamid.ABC")
+    )
+
+    assert result == SendResult(SENT_ID, MARIA)
+    assert sent_json(route) == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": MARIA,
+        "type": "interactive",
+        "interactive": {
+            "type": "button",
+            "body": {"text": CONFIRM_TEXT},
+            "action": {
+                "buttons": [
+                    {"type": "reply", "reply": {"id": "confirmar:8812", "title": "Confirmar"}},
+                    {"type": "reply", "reply": {"id": "remarcar:8812", "title": "Remarcar"}},
+                ]
+            },
+        },
+        "context": {"message_id": "wamid.ABC"},
+    }
+
+
+def test_a_button_title_past_20_characters_is_cut_with_an_ellipsis(router, provider):
+    route = router.post(f"/{PHONE_NUMBER_ID}/messages").respond(200, json=graph("send_response_200.json"))
+    long_title = ReplyButton("falar:8812", "Falar com a recepção agora")
+
+    provider.send(OutboundMessage(to=MARIA, text=CONFIRM_TEXT, buttons=(CONFIRM, long_title)))
+
+    (_, reply) = sent_json(route)["interactive"]["action"]["buttons"]
+    assert reply == {"type": "reply", "reply": {"id": "falar:8812", "title": "Falar com a recepçã…"}}
+    assert len(reply["reply"]["title"]) == 20
+
+
+@pytest.mark.parametrize(
+    ("text", "buttons"),
+    [
+        (CONFIRM_TEXT, (CONFIRM, RESCHEDULE, ReplyButton("cancelar", "Cancelar"), ReplyButton("outro", "Outro"))),
+        ("x" * 1025, (CONFIRM,)),
+        (CONFIRM_TEXT, (ReplyButton("x" * 257, "Confirmar"),)),
+        (CONFIRM_TEXT, (ReplyButton("", "Confirmar"),)),
+        (CONFIRM_TEXT, (ReplyButton("confirmar", " "),)),
+        (CONFIRM_TEXT, (CONFIRM, ReplyButton("confirmar:8812", "Sim"))),
+        (CONFIRM_TEXT, (ReplyButton("a", "Confirmar presença hoje"), ReplyButton("b", "Confirmar presença amanhã"))),
+    ],
+    ids=["four_buttons", "long_body", "long_id", "empty_id", "blank_title", "same_id", "same_title_once_cut"],
+)
+def test_buttons_meta_would_refuse_fall_back_to_the_plain_text(router, provider, text, buttons):
+    route = router.post(f"/{PHONE_NUMBER_ID}/messages").respond(200, json=graph("send_response_200.json"))
+
+    provider.send(OutboundMessage(to=MARIA, text=text, buttons=buttons))
+
+    body = sent_json(route)
+    assert (body["type"], body["text"], "interactive" in body) == ("text", {"body": text, "preview_url": False}, False)
+
+
+def test_a_template_ignores_buttons(router, provider):
+    route = router.post(f"/{PHONE_NUMBER_ID}/messages").respond(200, json=graph("send_template_response_200.json"))
+
+    provider.send(OutboundMessage(to=MARIA, template=Template("boas_vindas"), buttons=(CONFIRM,)))
+
+    assert sent_json(route)["type"] == "template"
 
 
 def test_a_template_is_sent_with_its_language_and_body_parameters(router, provider):
