@@ -157,6 +157,51 @@ class Clinic(models.Model):
         help_text=_("Off: no appointments on national holidays and on the holidays of the clinic's state."),
     )
 
+    # Reminders and follow-ups (scheduling.reminders). Times are the clinic's local time.
+    reminder_window_start = models.TimeField(
+        _("send automatic messages from"),
+        default=datetime.time(8, 0),
+        help_text=_("Reminders due earlier in the day are sent the evening before, within the window."),
+    )
+    reminder_window_end = models.TimeField(
+        _("send automatic messages until"),
+        default=datetime.time(20, 0),
+        help_text=_("No reminder, follow-up or waitlist offer is sent after this time."),
+    )
+    no_show_after_minutes = models.PositiveSmallIntegerField(
+        _("mark as no-show after (minutes)"),
+        default=60,
+        validators=[MaxValueValidator(60 * 24)],
+        help_text=_(
+            "This long after the start, an appointment staff did not mark as attended becomes a no-show. "
+            "0: only staff mark no-shows."
+        ),
+    )
+    no_show_followup = models.BooleanField(
+        _("offer to rebook after a no-show"),
+        default=True,
+        help_text=_("A short message to patients who missed their appointment, offering a new time."),
+    )
+    satisfaction_survey = models.BooleanField(
+        _("ask for a rating after the visit"),
+        default=False,
+        help_text=_("One short question (1 to 5) after a completed appointment; managers see the results."),
+    )
+    satisfaction_delay_minutes = models.PositiveSmallIntegerField(
+        _("ask for the rating after (minutes)"),
+        default=120,
+        validators=[MinValueValidator(10), MaxValueValidator(60 * 24 * 3)],
+        help_text=_("Counted from the end of the appointment."),
+    )
+    waitlist_hold_minutes = models.PositiveSmallIntegerField(
+        _("waitlist offer held for (minutes)"),
+        default=30,
+        validators=[MinValueValidator(5), MaxValueValidator(60 * 24)],
+        help_text=_(
+            "A freed slot is kept for the first patient on the waitlist this long, then offered to the next one."
+        ),
+    )
+
     # The assistant.
     ai_enabled = models.BooleanField(_("assistant answers patients"), default=True)
     assistant_name = models.CharField(_("assistant name"), max_length=40, default="Cecília")
@@ -233,6 +278,11 @@ class Clinic(models.Model):
                 condition=~Q(name=""),
                 name="clinic_name_not_empty",
                 violation_error_message=_("Give the clinic a name."),
+            ),
+            models.CheckConstraint(
+                condition=Q(reminder_window_end__gt=F("reminder_window_start")),
+                name="clinic_reminder_window_valid",
+                violation_error_message=_("The end of the sending window must be after its start."),
             ),
             models.CheckConstraint(
                 condition=~Q(assistant_name=""),

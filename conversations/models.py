@@ -180,7 +180,7 @@ class MessageAuthor(models.TextChoices):
 
 
 class Message(ClinicOwnedModel):
-    same_clinic_fields = ("conversation", "quoted", "turn")
+    same_clinic_fields = ("conversation", "quoted", "turn", "reminder_step")
 
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+", verbose_name=_("clinic"))
     conversation = models.ForeignKey(
@@ -211,6 +211,17 @@ class Message(ClinicOwnedModel):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("reply to")
     )
     template = models.JSONField(_("WhatsApp template"), default=dict, blank=True)
+    # Outbound only: reply buttons shown where the provider has them ([{"id", "title"}]; the text lists the same
+    # options for the others), and the reminder step this message is — one message per step, enforced here.
+    buttons = models.JSONField(_("reply buttons"), default=list, blank=True)
+    reminder_step = models.OneToOneField(
+        "scheduling.ReminderStep",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="message",
+        verbose_name=_("reminder step"),
+    )
     # Inbound only: the assistant's turn that handled this message (empty until one has).
     turn = models.ForeignKey(
         Turn, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages", verbose_name=_("turn")

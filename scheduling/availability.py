@@ -298,8 +298,10 @@ def hold_slot(
     holder: str,
     patient: Patient | None = None,
     now: datetime.datetime | None = None,
+    minutes: int | None = None,
 ) -> SlotHold:
-    """Keep a free slot for `holder` (e.g. "conversation:42") for the clinic's `slot_hold_minutes`.
+    """Keep a free slot for `holder` (e.g. "conversation:42") for `minutes` (default: the clinic's
+    `slot_hold_minutes`; a waitlist offer holds longer).
 
     Serialised per professional (the professional row is locked), so two holders racing for one slot end with one
     hold and one SlotTaken. Holding the same slot again renews the hold. Raises the slot's BookingError (policy
@@ -317,7 +319,7 @@ def hold_slot(
         end = start + datetime.timedelta(minutes=service.duration_minutes)
         if patient is not None and _patient_busy(patient.pk, start, end):
             raise PatientOverlap()
-        expires_at = now + datetime.timedelta(minutes=service.clinic.slot_hold_minutes)
+        expires_at = now + datetime.timedelta(minutes=minutes or service.clinic.slot_hold_minutes)
         mine = SlotHold.objects.filter(
             holder=holder, professional_id=locked.pk, service_id=service.pk, start=start, expires_at__gt=now
         ).first()

@@ -441,3 +441,41 @@ class SlotHold(ClinicOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.professional} {date_format(timezone.localtime(self.start), 'SHORT_DATETIME_FORMAT')}"
+
+
+# Reminders, follow-ups and the waitlist live in their own modules; imported here so Django registers them.
+from scheduling.reminder_models import (  # noqa: E402
+    ReminderPurpose,
+    ReminderRule,
+    ReminderStep,
+    ReminderTemplate,
+    SkipReason,
+    StepKind,
+    StepStatus,
+)
+from scheduling.waitlist_models import OfferStatus, WaitlistEntry, WaitlistOffer, WaitlistStatus  # noqa: E402
+
+__all__ = [
+    "ActorKind",
+    "Appointment",
+    "AppointmentAction",
+    "AppointmentChange",
+    "AppointmentSource",
+    "AppointmentStatus",
+    "OfferStatus",
+    "Professional",
+    "ReminderPurpose",
+    "ReminderRule",
+    "ReminderStep",
+    "ReminderTemplate",
+    "Service",
+    "SkipReason",
+    "SlotHold",
+    "StepKind",
+    "StepStatus",
+    "TimeOff",
+    "WaitlistEntry",
+    "WaitlistOffer",
+    "WaitlistStatus",
+    "WorkingHours",
+]

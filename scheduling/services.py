@@ -44,6 +44,7 @@ from scheduling.models import (
     Professional,
     Service,
 )
+from scheduling.reminders import steps_plan
 from scheduling.signals import appointment_changed
 
 if TYPE_CHECKING:
@@ -427,6 +428,8 @@ def _record(appointment: Appointment, action: str, actor: Actor, *, before: dict
         after=_snapshot(appointment),
         note=note,
     )
+    # The reminders follow the appointment in the same transaction: a moved or cancelled one never keeps the old ones.
+    steps_plan(appointment)
     _announce(appointment, action)
 
 
