@@ -28,6 +28,7 @@ class AttentionReason(models.TextChoices):
     UNANSWERED = "unanswered", _("Unanswered")
     HANDOFF = "handoff", _("Handed off by the assistant")
     STALE = "stale", _("Old messages after reconnecting")
+    PATIENT_NOTE = "patient_note", _("Patient left a note")
 
 
 class Conversation(ClinicOwnedModel):
