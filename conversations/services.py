@@ -29,7 +29,7 @@ from conversations.models import (
     MessageStatus,
     StatusReceipt,
 )
-from conversations.outbox.sending import message_echo_adopt, sends_in_flight
+from conversations.outbox.sending import message_echo_adopt, reminder_step_follow, sends_in_flight
 from integrations.whatsapp.base import (
     ConnectionUpdate,
     DeliveryStatus,
@@ -234,6 +234,9 @@ def receipts_apply(*, clinic: Clinic, provider_message_id: str) -> None:
         changed |= _apply_receipt(message, receipt)
     if changed:
         message.save(update_fields=sorted(changed))
+    if "status" in changed:
+        # A reminder's step follows its message: delivered, read, or failed after WhatsApp accepted it.
+        reminder_step_follow(step_id=message.reminder_step_id, status=message.status, at=timezone.now())
     if message.status == MessageStatus.FAILED and not was_failed:
         # WhatsApp refused it after accepting the send (Meta reports "not on WhatsApp" this way): staff must know.
         conversation_flag(

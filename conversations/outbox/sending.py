@@ -14,7 +14,8 @@ import os
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, When
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -35,10 +36,12 @@ from integrations.whatsapp.base import (
     MediaContent,
     OutboundMessage,
     ProviderError,
+    ReplyButton,
     SendResult,
     Template,
     shared_http,
 )
+from scheduling.models import ReminderStep, StepStatus
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +175,7 @@ def _outbound(message: Message) -> OutboundMessage:
         quoted_message_id=message.quoted.provider_message_id if message.quoted else "",
         typing_delay_ms=settings.WHATSAPP_TYPING_DELAY_MS,
         template=template,
+        buttons=tuple(ReplyButton(id=str(b["id"]), title=str(b["title"])) for b in message.buttons or ()),
     )
 
 
@@ -256,6 +260,7 @@ def _fail(message: Message, token: datetime.datetime | None, code: str, reason: 
         )
         if failed:
             conversation_flag(conversation_id=message.conversation_id, reason=AttentionReason.FAILED_SEND, now=now)
+            reminder_step_follow(step_id=message.reminder_step_id, status=MessageStatus.FAILED, at=now)
             _after_commit_send_next(message)
     return Outcome.FAILED
 
@@ -292,8 +297,38 @@ def _record_sent(message: Message, token: datetime.datetime | None, result: Send
         Conversation.objects.filter(pk=row.conversation_id).filter(
             Q(last_outbound_at__isnull=True) | Q(last_outbound_at__lt=row.sent_at)
         ).update(last_outbound_at=row.sent_at)
+        reminder_step_follow(step_id=row.reminder_step_id, status=MessageStatus.SENT, at=row.sent_at)
         receipts_apply(clinic=row.clinic, provider_message_id=row.provider_message_id)
         _after_commit_send_next(row)
+
+
+# What a reminder step becomes as its message goes out, and from which statuses (never backwards, and never once the
+# patient answered: confirmed, cancelled, reschedule_requested, answered and no_answer are left alone).
+_STEP_PROGRESS = (StepStatus.SCHEDULED, StepStatus.QUEUED, StepStatus.SENT, StepStatus.DELIVERED, StepStatus.READ)
+_STEP_FOLLOWS = {
+    # From failed too: the relay presumed the worker dead, and the provider's answer says the message did go out.
+    MessageStatus.SENT: (StepStatus.SENT, (*_STEP_PROGRESS[:2], StepStatus.FAILED)),
+    MessageStatus.DELIVERED: (StepStatus.DELIVERED, _STEP_PROGRESS[:3]),
+    MessageStatus.READ: (StepStatus.READ, _STEP_PROGRESS[:4]),
+    MessageStatus.PLAYED: (StepStatus.READ, _STEP_PROGRESS[:4]),
+    MessageStatus.FAILED: (StepStatus.FAILED, (StepStatus.QUEUED, StepStatus.SENT)),
+    MessageStatus.QUEUED: (StepStatus.QUEUED, (StepStatus.FAILED,)),  # staff's retry of a failed message
+}
+
+
+def reminder_step_follow(*, step_id: int | None, status: MessageStatus | str, at: datetime.datetime) -> int:
+    """Move the reminder step of an outbound message (`Message.reminder_step_id`; None for ordinary messages, which
+    cost nothing) along with the message's new `status`. One conditional UPDATE; how many steps changed (0 or 1)."""
+    follows = _STEP_FOLLOWS.get(MessageStatus(status))
+    if step_id is None or follows is None:
+        return 0
+    new, before = follows
+    fields: dict[str, object] = {"status": new, "updated_at": timezone.now()}
+    if new in (StepStatus.SENT, StepStatus.DELIVERED, StepStatus.READ):
+        fields["sent_at"] = Coalesce(F("sent_at"), Value(at))
+    elif new == StepStatus.QUEUED:
+        fields["queued_at"] = at
+    return ReminderStep.objects.filter(pk=step_id, status__in=before).update(**fields)
 
 
 def _drop_echo_copy(row: Message) -> bool:
@@ -372,6 +407,7 @@ def message_echo_adopt(
         row.status, row.error, row.error_code, row.failed_at = MessageStatus.SENT, "", "", None
         row.sent_at = row.sent_at or now
         row.save(update_fields=["provider_message_id", "status", "error", "error_code", "failed_at", "sent_at"])
+        reminder_step_follow(step_id=row.reminder_step_id, status=MessageStatus.SENT, at=row.sent_at)
         receipts_apply(clinic=conversation.clinic, provider_message_id=row.provider_message_id)
         _after_commit_send_next(row)
     return row
