@@ -20,3 +20,9 @@ class ConversationsConfig(AppConfig):
                 signal.connect(clinic_info_forget_on_change, sender=model, dispatch_uid=f"clinic-info-{model.__name__}")
         for through in (Service.professionals.through, Service.accepted_health_plans.through):
             m2m_changed.connect(clinic_info_forget_on_change, sender=through, dispatch_uid=f"clinic-info-{through}")
+
+        # A cancelled or moved appointment frees a slot for the waitlist (the module also holds its Celery task).
+        from conversations.waitlist_offers import appointment_changed_offer_slot
+        from scheduling.signals import appointment_changed
+
+        appointment_changed.connect(appointment_changed_offer_slot, dispatch_uid="waitlist-offer-freed-slot")
