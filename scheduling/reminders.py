@@ -35,7 +35,7 @@ from scheduling.models import (
     StepKind,
     StepStatus,
 )
-from scheduling.reminder_models import template_placeholders
+from scheduling.reminder_models import STEP_AWAITING_ANSWER, template_placeholders
 
 if TYPE_CHECKING:
     from cecilia.models import Clinic
@@ -397,3 +397,29 @@ def step_render(step: ReminderStep, *, recipient: Patient) -> Rendered:
         return message_render("reminder", values, template=template, with_choices=ask)
     template = clinic_template(clinic.pk, step.kind)
     return message_render(step.kind, values, template=template, with_choices=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Answers
+# --------------------------------------------------------------------------------------------------------------
+
+# A step can be answered from the moment its message is queued (a fast patient beats the delivery receipt).
+_ANSWERABLE = (StepStatus.QUEUED, *STEP_AWAITING_ANSWER)
+
+
+def step_answer(
+    *,
+    step_id: int,
+    status: StepStatus,
+    note: str = "",
+    score: int | None = None,
+    now: datetime.datetime | None = None,
+) -> bool:
+    """Record the patient's answer to a sent step (confirmed, cancelled, reschedule requested, answered with a note
+    or a rating). False when it was answered already or never sent: the first answer stands."""
+    fields: dict[str, object] = {"status": status, "answered_at": now or timezone.now(), "updated_at": timezone.now()}
+    if note:
+        fields["note"] = note.strip()[:500]
+    if score is not None:
+        fields["score"] = score
+    return bool(ReminderStep.objects.filter(pk=step_id, status__in=_ANSWERABLE).update(**fields))
