@@ -14,9 +14,8 @@ The rules of who is offered what are `scheduling.waitlist`; this module reaches 
 * **The sending window.** Outside the clinic's sending window nothing is offered (`offer_next` returns None); the
   sweep offers the slot when the window opens again.
 * **Answers.** The receptionist engine calls `waitlist_offer_accept` / `waitlist_offer_decline` when the patient
-  answers ("1" / "2", or a tap). Accepting tells every patient whose offer of that slot ended gone, the one
-  answering included when they were too late: "Que pena… já foi preenchido"; the engine words the rest (the
-  confirmation, or alternatives).
+  answers ("1" / "2", or a tap) and words the reply to that patient. Accepting tells every other patient whose
+  open offer of that slot it ended: "Que pena… já foi preenchido".
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ from patients.models import Patient, PatientGuardian
 from scheduling.models import (
     Appointment,
     AppointmentAction,
-    OfferStatus,
     WaitlistEntry,
     WaitlistOffer,
     WaitlistStatus,
@@ -70,9 +68,10 @@ GONE_TEXT = (
 
 
 def waitlist_offer_accept(offer_id: int, now: datetime.datetime | None = None) -> AcceptResult:
-    """The patient took the offer: book it (`scheduling.waitlist.offer_accept`) and tell the patients whose offers
-    of the slot ended gone — the one answering too, when the result is "gone" or "expired_taken". A result that is
-    "gone" because the offer had ended gone before was told then, and is not told again."""
+    """The patient took the offer: book it (`scheduling.waitlist.offer_accept`) and tell the patients whose open
+    offers of the slot this ended ("Que pena… já foi preenchido"). The answering patient is the engine's to answer,
+    whatever the result; with `result.told` they were sent the "já foi preenchido" message already (someone else's
+    acceptance ended their offer before they answered)."""
     with transaction.atomic():
         result = offer_accept(offer_id=offer_id, now=now)
         offer_answer_send(gone=result.gone)
@@ -86,21 +85,6 @@ def waitlist_offer_decline(offer_id: int, now: datetime.datetime | None = None) 
     with transaction.atomic():
         reachable = _Reachability(now)
         return _deliver(offer_decline(offer_id=offer_id, now=now, reachable=reachable), now, reachable)
-
-
-def waitlist_offer_open_for(*, patient: Patient, now: datetime.datetime | None = None) -> WaitlistOffer | None:
-    """The offer a patient's answer is about: their open offer, or one of a dependent they receive messages for
-    (the latest); offers that lapsed unanswered still count for a day, as a late "yes" may still get the slot."""
-    now = now or timezone.now()
-    dependents = PatientGuardian.objects.filter(guardian_id=patient.pk).values("dependent_id")
-    return (
-        WaitlistOffer.objects.filter(clinic_id=patient.clinic_id, status__in=(OfferStatus.OFFERED, OfferStatus.EXPIRED))
-        .filter(entry__patient_id__in=[patient.pk, *dependents.values_list("dependent_id", flat=True)])
-        .filter(created_at__gte=now - datetime.timedelta(days=1), start__gt=now)
-        .select_related("entry__patient", "entry__service", "professional")
-        .order_by("-created_at", "-pk")
-        .first()
-    )
 
 
 def offer_answer_send(*, gone: list[WaitlistOffer]) -> int:
@@ -246,13 +230,12 @@ def _offer_message_queue(offer: WaitlistOffer) -> None:
         if rendered.template_name
         else None
     )
-    # TODO(buttons): pass `buttons=rendered.buttons` once message_queue_outbound takes them (in progress); until
-    # then the numbered choices in the text are the answers ("1" / "2").
     message_queue_outbound(
         conversation=_conversation_for(clinic, recipient),
         text=rendered.text,
         author=MessageAuthor.SYSTEM,
         template=template,
+        buttons=rendered.buttons,  # ids "1"/"2", the same as the numbered lines: a tap and a typed "1" read the same
     )
 
 

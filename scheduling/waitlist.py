@@ -84,15 +84,19 @@ class AcceptReason:
 
 @dataclass(frozen=True)
 class AcceptResult:
-    """What an accepted offer came to. `gone`: every offer this answer ended gone, whose patients are to be told the
-    slot was taken: on success the slot's other open offers; on a refused booking (reason gone or expired_taken) the
-    answering patient's own offer. An offer that had ended gone before is not in it (it was told then)."""
+    """What an accepted offer came to.
+
+    `gone`: the slot's other open offers this acceptance ended; their patients are to be told the slot was taken.
+    The answering patient is the caller's to answer (the engine's reply). `told`: their offer had already ended gone
+    before they answered (someone else's acceptance), so they have been told already.
+    """
 
     ok: bool
     reason: str
     offer: WaitlistOffer
     appointment: Appointment | None = None
     gone: list[WaitlistOffer] = field(default_factory=list)
+    told: bool = False
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -384,7 +388,7 @@ def offer_accept(*, offer_id: int, now: datetime.datetime | None = None) -> Acce
         if offer.status == OfferStatus.ACCEPTED:
             return AcceptResult(ok=True, reason=AcceptReason.ALREADY, offer=offer, appointment=_booked_by(offer))
         if offer.status not in (OfferStatus.OFFERED, OfferStatus.EXPIRED):
-            return AcceptResult(ok=False, reason=str(offer.status), offer=offer)
+            return AcceptResult(ok=False, reason=str(offer.status), offer=offer, told=offer.status == OfferStatus.GONE)
         late = offer.status == OfferStatus.EXPIRED  # the sweep had passed the slot on
         entry = offer.entry
         try:
@@ -395,7 +399,7 @@ def offer_accept(*, offer_id: int, now: datetime.datetime | None = None) -> Acce
             _close(offer, OfferStatus.GONE, now)
             holds_release(holder=offer.holder)
             reason = AcceptReason.EXPIRED_TAKEN if late else AcceptReason.GONE
-            return AcceptResult(ok=False, reason=reason, offer=offer, gone=[offer])
+            return AcceptResult(ok=False, reason=reason, offer=offer)
         _close(offer, OfferStatus.ACCEPTED, now)
         entry.status = WaitlistStatus.BOOKED
         entry.save(update_fields=["status", "updated_at"])

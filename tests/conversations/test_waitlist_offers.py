@@ -220,11 +220,36 @@ def test_two_patients_accepting_the_same_slot_at_once_end_with_one_appointment_a
     loser = next(r for r in results if not r.ok)
     assert winner.reason == AcceptReason.BOOKED and loser.reason == AcceptReason.GONE
     assert booked.get().patient_id == winner.offer.entry.patient_id
-    lost = loser.offer.entry.patient
-    told = [t for t in _texts(lost) if "já foi preenchido" in t]
-    assert told == [
-        f"Que pena, {lost.first_name}: o horário de segunda, 02/03 às 09:00 já foi preenchido. "
-        "Você continua na lista de espera e eu aviso se abrir outro. 💙"
-    ]
-    assert not [t for t in _texts(winner.offer.entry.patient) if "já foi preenchido" in t]
     assert {o.status for o in WaitlistOffer.objects.all()} == {OfferStatus.ACCEPTED, OfferStatus.GONE}
+    # The loser hears it once: from the winner's acceptance when it ended their offer first (`told`), else from the
+    # engine's reply to their own answer.
+    lost = loser.offer.entry.patient
+    assert len([t for t in _texts(lost) if "já foi preenchido" in t]) == (1 if loser.told else 0)
+    assert not [t for t in _texts(winner.offer.entry.patient) if "já foi preenchido" in t]
+
+
+def test_the_patients_whose_offer_of_the_slot_another_acceptance_ended_are_told_it_was_filled(w, time_machine):
+    first, second = _waiting(w, 2)
+    _cancel_a_slot(w)
+    time_machine.move_to(NOW + datetime.timedelta(minutes=31), tick=False)
+    newer = waitlist_offers.waitlist_slot_offer(
+        clinic_id=w["clinic"].pk, professional_id=w["ana"].pk, start=SLOT, end=SLOT + datetime.timedelta(minutes=30)
+    )
+    assert newer.entry == second
+    result = waitlist_offers.waitlist_offer_accept(newer.pk)
+    assert result.ok and [o.entry for o in result.gone] == [first]
+    assert _texts(first.patient)[-1] == (
+        f"Que pena, {first.patient.first_name}: o horário de segunda, 02/03 às 09:00 já foi preenchido. "
+        "Você continua na lista de espera e eu aviso se abrir outro. 💙"
+    )
+    late = waitlist_offers.waitlist_offer_accept(WaitlistOffer.objects.get(entry=first).pk)
+    assert (late.ok, late.reason, late.told) == (False, AcceptReason.GONE, True)
+    assert len([t for t in _texts(first.patient) if "já foi preenchido" in t]) == 1  # not told twice
+    assert not [t for t in _texts(second.patient) if "já foi preenchido" in t]
+
+
+def test_the_offer_message_carries_its_answers_as_buttons(w):
+    (entry,) = _waiting(w, 1)
+    _cancel_a_slot(w)
+    (message,) = _messages(entry.patient)
+    assert [(b["id"], b["title"]) for b in message.buttons] == [("1", "Quero esse horário"), ("2", "Não, obrigado(a)")]

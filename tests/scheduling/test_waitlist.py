@@ -273,7 +273,7 @@ def test_a_late_yes_after_the_slot_was_taken_is_expired_taken(w):
     offers_expire(now=later)
     book(factories.patient(w["clinic"]), w["ana"], w["svc"], SLOT)
     result = offer_accept(offer_id=offer.pk, now=later)
-    assert (result.ok, result.reason, result.gone) == (False, AcceptReason.EXPIRED_TAKEN, [offer])
+    assert (result.ok, result.reason, result.gone, result.told) == (False, AcceptReason.EXPIRED_TAKEN, [], False)
     offer.refresh_from_db()
     entry.refresh_from_db()
     assert offer.status == OfferStatus.GONE and entry.status == WaitlistStatus.WAITING
@@ -291,6 +291,8 @@ def test_accepting_ends_the_slots_other_open_offers_gone(w, time_machine):
     assert result.ok and [o.pk for o in result.gone] == [stale.pk]
     stale.refresh_from_db()
     assert stale.status == OfferStatus.GONE
+    late = offer_accept(offer_id=stale.pk, now=later)
+    assert (late.ok, late.reason, late.told) == (False, AcceptReason.GONE, True)
 
 
 def test_declining_passes_the_slot_to_the_next_patient_and_keeps_the_place_in_line(w):
