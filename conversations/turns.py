@@ -349,7 +349,7 @@ def _engine_reply(
 ) -> engines.EngineReply:
     from conversations.tasks import turn_holding_enqueue
 
-    engine = engines.engine_for(conversation.clinic)
+    engine = engines.engine_for(conversation.clinic, conversation=conversation, now=now)
     turn.engine = engine.name[:40]
     # A model can take seconds: if the answer is not out by then, the patient hears from us anyway.
     if getattr(engine, "may_be_slow", False):

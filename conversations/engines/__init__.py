@@ -46,9 +46,30 @@ class Engine(Protocol):
     def respond(self, turn: TurnInput) -> EngineReply: ...
 
 
-def engine_for(clinic: Clinic) -> Engine:
-    """The engine that answers this clinic's patients."""
+def engine_for(
+    clinic: Clinic, *, conversation: Conversation | None = None, now: datetime.datetime | None = None
+) -> Engine:
+    """The engine that answers this clinic's patients.
+
+    An answer to Cecília's own question (a reminder's "1", a rating, a waitlist offer's "quero") and the flow it
+    starts are the rule engine's even where a model is configured: fixed choices, read exactly, no tokens spent.
+    """
     from conversations.engines.llm import LlmEngine, llm_configured
     from conversations.engines.rules import RuleEngine
 
-    return LlmEngine() if llm_configured(clinic) else RuleEngine()
+    if not llm_configured(clinic):
+        return RuleEngine()
+    if conversation is not None and _answering_followup(conversation, now):
+        return RuleEngine()
+    return LlmEngine()
+
+
+def _answering_followup(conversation: Conversation, now: datetime.datetime | None) -> bool:
+    from django.utils import timezone
+
+    from conversations.followups import pending_followup
+
+    state = conversation.state or {}
+    if state.get("via_followup") and state.get("flow"):
+        return True
+    return pending_followup(conversation, now=now or timezone.now()) is not None

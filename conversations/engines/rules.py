@@ -7,7 +7,8 @@ prices, health plans, address and hours, preparation and the clinic's FAQ. It ne
 
 Order of understanding for each turn (all of the turn's messages read as one text):
 1. the pending flow, if any (a numbered answer, a yes, a changed day…);
-2. a "sim"/"não" right after a reminder asked for a confirmation;
+2. an answer to Cecília's own open question: a reminder, a no-show follow-up, a rating, a waitlist offer
+   (`rules_followups`), or a "sim"/"não" right after a message asked to confirm;
 3. intents by keyword (typos and missing accents tolerated through `normalize` and fuzzy service names);
 4. the clinic's FAQ; 5. "não entendi" with the menu — twice in a row hands the conversation to staff.
 An aside in the middle of a flow ("quanto custa?") is answered and the pending question asked again.
@@ -35,6 +36,7 @@ from conversations.engines.rules_flows import (
     match_services,
     words,
 )
+from conversations.engines.rules_followups import followup_take
 from conversations.guardrails import GuardKind
 from conversations.models import AttentionReason
 from conversations.nlu.answers import parse_choice, parse_yes_no
@@ -125,6 +127,8 @@ def _understand(talk: Talk, text: str) -> bool:
         return True
     if flow == "prep" and _prep_choice(talk, text):
         return True
+    if not flow and followup_take(talk, text, is_errand=lambda t: _intent(talk, t) not in (None, "thanks")):
+        return True  # an answer to a reminder, a follow-up or a waitlist offer
     if not flow and (_after_reminder(talk, text) or _after_booking_offer(talk, text)):
         return True
     intent = _intent(talk, text)

@@ -728,6 +728,10 @@ def _book_write(talk: Talk) -> None:
         _refused(talk, error, booking=True, service_name=service.name)
         return
     logger.info("Rule engine booked appointment %s in conversation %s", appointment.pk, talk.conversation.pk)
+    if talk.ctx.patient.recent_no_shows > 0 and appointment.patient_id == talk.ctx.patient.id:
+        # After missed appointments the read-back asked "você confirma que vem?", and the yes answered it: the
+        # appointment is confirmed now, not by a reminder later.
+        appointment_confirm(appointment=appointment, actor=Actor.patient())
     talk.end_flow()
     talk.say(texts.booked(professional=professional.name, service=service.name, start=start, clinic=talk.ctx.clinic))
     if service.preparation_instructions.strip():
@@ -808,7 +812,8 @@ def existing_start(talk: Talk, flow: str, text: str) -> None:
         talk.ask(texts.NOTHING_TO_CONFIRM if flow == "confirm" else texts.NO_UPCOMING, "yes_no")
         return
     reminded = talk.state.get("reminder_appointment_id")
-    chosen = next((a for a in candidates if a.id == reminded), None) if flow == "confirm" else None
+    # The appointment a reminder asked about, unless the patient's words name another one.
+    chosen = next((a for a in candidates if a.id == reminded), None) if flow == "confirm" or not text.strip() else None
     chosen = chosen or _identify(talk, text, candidates)
     if chosen is None:
         talk.ask(
@@ -878,7 +883,7 @@ def _picked(talk: Talk, appointment: AppointmentInfo, text: str) -> None:
         return
     notice = datetime.timedelta(hours=talk.conversation.clinic.cancellation_notice_hours)
     if appointment.start - talk.ctx.now < notice:
-        _too_late(talk, appointment)
+        too_late_hand_off(talk, appointment)
         return
     line = appointment_lines(talk, [appointment])[0]
     if flow == "cancel":
@@ -893,7 +898,7 @@ def _picked(talk: Talk, appointment: AppointmentInfo, text: str) -> None:
     _search_and_offer(talk, ignore_appointment_id=appointment.id)
 
 
-def _too_late(talk: Talk, appointment: AppointmentInfo) -> None:
+def too_late_hand_off(talk: Talk, appointment: AppointmentInfo) -> None:
     flow = talk.state["flow"]
     hours = talk.conversation.clinic.cancellation_notice_hours
     line = appointment_lines(talk, [appointment])[0].replace("*", "")
@@ -966,7 +971,7 @@ def _reschedule_write(talk: Talk) -> None:
             holder=talk.holder,
         )
     except CancellationTooLate:
-        _too_late(talk, info)
+        too_late_hand_off(talk, info)
         return
     except BookingError as error:
         _refused(talk, error, booking=False, service_name=info.service)
@@ -984,7 +989,7 @@ def _cancel_write(talk: Talk) -> None:
     try:
         appointment_cancel(appointment=talk.appointment(), actor=Actor.patient(), reason="Cancelada pelo paciente")
     except CancellationTooLate:
-        _too_late(talk, info)
+        too_late_hand_off(talk, info)
         return
     except BookingError:
         talk.hand_off(

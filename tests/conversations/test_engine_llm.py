@@ -50,7 +50,7 @@ def office(db, settings, fake, monkeypatch):
     settings.OPENAI_TIMEOUT_SECONDS = 2
     settings.OPENAI_MAX_RETRIES = 1
     settings.LLM_MAX_TOOL_ROUNDS = 6
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: LlmEngine())
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: LlmEngine())
     clinic = factories.clinic(
         name="Clínica Sorriso",
         phone="+55 11 3333-4444",

@@ -53,7 +53,8 @@ class Chat:
         if reply.handoff:
             conversation.owner = ConversationOwner.HUMAN
             conversation.handoff_summary = reply.handoff_summary
-        conversation.save()
+        # Only what a turn writes (conversations.turns): flags set during the turn stay, as they do there.
+        conversation.save(update_fields=["state", "owner", "handoff_summary", "updated_at"])
         self.replies.append(reply)
         return reply
 

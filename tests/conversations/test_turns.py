@@ -62,7 +62,7 @@ class FakeEngine:
 @pytest.fixture
 def engine(monkeypatch):
     fake = FakeEngine()
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: fake)
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: fake)
     return fake
 
 
@@ -185,7 +185,7 @@ def test_one_webhook_delivered_three_times_makes_one_message_and_one_turn(client
 def test_two_workers_running_the_turn_at_once_answer_once(clinic, monkeypatch):
     gate = threading.Event()
     engine = FakeEngine(during=lambda: gate.wait(timeout=5))
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: engine)
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: engine)
     monkeypatch.setattr(tasks, "turn_enqueue", lambda *args, **kwargs: None)
     message = receive(clinic, "quero marcar uma limpeza")
     results = []
@@ -216,7 +216,7 @@ def test_two_workers_running_the_turn_at_once_answer_once(clinic, monkeypatch):
 def test_a_message_that_arrives_during_a_turn_gets_the_next_turn(clinic, monkeypatch, enqueued):
     holder: dict[str, Any] = {}
     engine = FakeEngine(during=lambda: holder.setdefault("late", receive(clinic, "ah, e pode ser à tarde?")))
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: engine)
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: engine)
     message = receive(clinic, "queria remarcar")
 
     first = turn_run(conversation_id=message.conversation_id, now=later())
@@ -231,7 +231,7 @@ def test_a_message_that_arrives_during_a_turn_gets_the_next_turn(clinic, monkeyp
 @pytest.mark.django_db
 def test_the_task_schedules_the_next_turn_for_messages_that_came_meanwhile(clinic, monkeypatch, enqueued):
     engine = FakeEngine(during=lambda: receive(clinic, "e outra coisa"))
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: engine)
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: engine)
     message = receive(clinic, "oi")
     Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - datetime.timedelta(seconds=30))
     tasks.conversation_turn(message.conversation_id)
@@ -260,7 +260,7 @@ def test_staff_taking_over_while_the_engine_thinks_have_the_last_word(clinic, mo
         Conversation.objects.update(owner=ConversationOwner.HUMAN)
 
     engine = FakeEngine(during=staff_take_over)
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: engine)
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: engine)
     message = receive(clinic, "preciso de um atestado")
     result = turn_run(conversation_id=message.conversation_id, now=later())
     assert result.outcome == TurnOutcome.STAFF_OWNS
@@ -303,7 +303,7 @@ def test_a_clinic_that_switched_the_assistant_off_gets_no_automatic_answer(clini
 @pytest.mark.django_db
 def test_an_engine_that_fails_leaves_the_patient_to_staff_not_unseen(clinic, monkeypatch, enqueued, caplog):
     engine = FakeEngine(error=TimeoutError("model took too long"))
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: engine)
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: engine)
     message = receive(clinic, "meu telefone é 11 98765-4321")
     result = turn_run(conversation_id=message.conversation_id, now=later())
     assert result.outcome == TurnOutcome.FAILED
@@ -325,7 +325,7 @@ def test_a_handoff_passes_the_conversation_to_staff_with_the_summary(clinic, mon
             state={"flow": None},
         )
     )
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: engine)
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: engine)
     message = receive(clinic, "meu plano cobre clareamento?")
     result = turn_run(conversation_id=message.conversation_id, now=later())
     assert result.outcome == TurnOutcome.HANDED_OFF
@@ -342,7 +342,7 @@ def test_an_emergency_outranks_a_reason_already_there(clinic, monkeypatch, enque
     engine = FakeEngine(
         EngineReply(texts=["Ligue agora para o SAMU: *192*."], attention_reason=AttentionReason.EMERGENCY)
     )
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: engine)
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: engine)
     message = receive(clinic, "dor forte no peito")
     Conversation.objects.update(needs_attention=True, attention_reason=AttentionReason.FAILED_SEND)
     turn_run(conversation_id=message.conversation_id, now=later())
@@ -573,7 +573,7 @@ def test_a_voice_note_whose_media_task_was_lost_holds_the_turn_only_until_the_bo
 def test_the_one_moment_message_is_scheduled_only_for_an_engine_that_may_be_slow(clinic, monkeypatch, enqueued, slow):
     engine = FakeEngine()
     engine.may_be_slow = slow
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: engine)
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: engine)
     scheduled: list[int] = []
     monkeypatch.setattr(tasks, "turn_holding_enqueue", scheduled.append)
     message = receive(clinic, "oi")

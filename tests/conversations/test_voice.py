@@ -72,7 +72,7 @@ def fake():
 @pytest.fixture
 def engine(monkeypatch):
     engine = FakeEngine()
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: engine)
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: engine)
     return engine
 
 
@@ -180,7 +180,7 @@ def test_a_voice_note_is_fetched_transcribed_and_answered_by_the_llm_from_its_tr
 ):
     clinic.llm_daily_token_budget = 50_000
     clinic.save()
-    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic: LlmEngine())
+    monkeypatch.setattr("conversations.engines.engine_for", lambda clinic, **_: LlmEngine())
     note = webhook(clinic, VOICE_NOTE, django_capture_on_commit_callbacks)
     assert (note.kind, note.text) == ("audio", "")
     assert queued["fetches"] == [note.pk]

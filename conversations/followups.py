@@ -1,0 +1,98 @@
+"""Which of Cecília's own questions a patient's message may be answering: a reminder, the no-show follow-up, the
+rating question or a waitlist offer.
+
+Read from the database (the step's message, the open offer) rather than from the conversation's state, so a turn
+running while the sweep sends a reminder can never lose it. The newest open question wins; it stays open until it
+is answered, the appointment starts, or `FOLLOWUP_OPEN_FOR` passes.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from django.db.models import Q
+
+from conversations.models import Conversation, Message
+from patients.models import PatientGuardian
+from scheduling.models import (
+    AppointmentStatus,
+    OfferStatus,
+    StepKind,
+    StepStatus,
+    WaitlistOffer,
+    WaitlistStatus,
+)
+
+FOLLOWUP_OPEN_FOR = datetime.timedelta(hours=72)
+# A late "quero" to an offer whose hold lapsed may still get the slot if nobody took it: tried for this long.
+LATE_OFFER_ANSWER = datetime.timedelta(hours=12)
+_OPEN_STEP = (StepStatus.QUEUED, StepStatus.SENT, StepStatus.DELIVERED, StepStatus.READ)
+_OPEN_APPOINTMENT = (AppointmentStatus.SCHEDULED, AppointmentStatus.CONFIRMED)
+
+WAITLIST_OFFER = "waitlist_offer"
+
+
+@dataclass(frozen=True)
+class Followup:
+    kind: str  # a StepKind value, or WAITLIST_OFFER
+    at: datetime.datetime  # when it was sent
+    appointment_id: int | None = None
+    step_id: int | None = None
+    offer_id: int | None = None
+    asks_confirmation: bool = False
+
+
+def pending_followup(conversation: Conversation, *, now: datetime.datetime) -> Followup | None:
+    """The newest question of Cecília's this conversation's patient has not answered yet, or None."""
+    found = [f for f in (_pending_step(conversation, now), _pending_offer(conversation, now)) if f is not None]
+    return max(found, key=lambda f: f.at) if found else None
+
+
+def _pending_step(conversation: Conversation, now: datetime.datetime) -> Followup | None:
+    message = (
+        Message.objects.filter(
+            conversation_id=conversation.pk,
+            reminder_step__status__in=_OPEN_STEP,
+            created_at__gte=now - FOLLOWUP_OPEN_FOR,
+        )
+        .select_related("reminder_step__appointment")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if message is None:
+        return None
+    step = message.reminder_step
+    appointment = step.appointment
+    if step.kind == StepKind.REMINDER and (
+        appointment.status not in _OPEN_APPOINTMENT
+        or appointment.start <= now
+        or appointment.start != step.appointment_start
+    ):
+        return None  # moved, cancelled or started since: the question is moot
+    return Followup(
+        kind=step.kind,
+        at=message.created_at,
+        appointment_id=appointment.pk,
+        step_id=step.pk,
+        asks_confirmation=step.asks_confirmation and appointment.status == AppointmentStatus.SCHEDULED,
+    )
+
+
+def _pending_offer(conversation: Conversation, now: datetime.datetime) -> Followup | None:
+    people = [conversation.patient_id]
+    people += PatientGuardian.objects.filter(guardian_id=conversation.patient_id).values_list("dependent_id", flat=True)
+    offer = (
+        WaitlistOffer.objects.filter(
+            Q(status=OfferStatus.OFFERED) | Q(status=OfferStatus.EXPIRED, expires_at__gte=now - LATE_OFFER_ANSWER),
+            entry__patient_id__in=people,
+            entry__status=WaitlistStatus.WAITING,
+            start__gt=now,
+            created_at__gte=now - FOLLOWUP_OPEN_FOR,
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if offer is None:
+        return None
+    return Followup(kind=WAITLIST_OFFER, at=offer.created_at, offer_id=offer.pk)
