@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -23,6 +24,16 @@ SECRET_FIELDS = ("whatsapp_api_key", "whatsapp_webhook_secret", "whatsapp_verify
 # Every field the form never renders back; the language model's key has its own "erase" box.
 WRITE_ONLY_FIELDS = (*SECRET_FIELDS, "llm_api_key")
 ERASE_FIELDS = ("clear_secrets", "clear_llm_api_key")
+
+# Called after the clinic page saves a clinic, with (request, clinic, form, change), in the save's transaction.
+# Apps above this one react through it (scheduling: a new clinic's default reminders, a replan when the sending
+# window moves), so the dependency arrow keeps pointing one way.
+_CLINIC_SAVED: list[Callable[[HttpRequest, Clinic, Any, bool], None]] = []
+
+
+def register_clinic_saved(function: Callable[[HttpRequest, Clinic, Any, bool], None]) -> None:
+    if function not in _CLINIC_SAVED:
+        _CLINIC_SAVED.append(function)
 
 
 def describe_secret(value: str) -> str:
@@ -157,6 +168,24 @@ class ClinicAdmin(ClinicScopedAdmin):
                 )
             },
         ),
+        (
+            _("Reminders and follow-up"),
+            {
+                "fields": (
+                    "reminder_window_start",
+                    "reminder_window_end",
+                    "no_show_after_minutes",
+                    "no_show_followup",
+                    "satisfaction_survey",
+                    "satisfaction_delay_minutes",
+                    "waitlist_hold_minutes",
+                ),
+                "description": _(
+                    "Which reminders go out and with what text: “Reminder rules” and “Message templates” in the "
+                    "Scheduling menu."
+                ),
+            },
+        ),
         (_("Privacy notice (LGPD)"), {"fields": ("privacy_notice", "privacy_notice_url")}),
         (
             _("Language model"),
@@ -196,6 +225,11 @@ class ClinicAdmin(ClinicScopedAdmin):
     @admin.display(description=_("API key"))
     def llm_api_key_status(self, obj: Clinic) -> str:
         return describe_secret(obj.llm_api_key)
+
+    def save_model(self, request: HttpRequest, obj: Clinic, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        for function in _CLINIC_SAVED:
+            function(request, obj, form, change)
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         super().save_formset(request, form, formset, change)

@@ -14,6 +14,8 @@ MANAGEMENT_GROUP = "Gestão"
 ROLE_GROUPS = {"receptionist": RECEPTION_GROUP, "manager": MANAGEMENT_GROUP}
 
 _ALL = ("add", "change", "delete", "view")
+# A right that is no model's: `role_allows(role, "view", "scheduling", "satisfaction")` (no Django permission).
+SATISFACTION_RESULTS = "scheduling.satisfaction"
 
 # app_label.model → actions. Models not named get no permission for the role.
 ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -40,6 +42,12 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "integrations.calendaraccount": ("view",),
         "integrations.calendarreconciliation": ("change", "view"),
         "integrations.calendareventlink": ("view",),
+        # Reminders: the clinic's policy is the managers'; the front desk sees it, the steps and their answers.
+        "scheduling.remindertemplate": ("view",),
+        "scheduling.reminderrule": ("view",),
+        "scheduling.reminderstep": ("view",),
+        "scheduling.waitlistentry": ("add", "change", "view"),
+        "scheduling.waitlistoffer": ("view",),
     },
     MANAGEMENT_GROUP: {
         "cecilia.clinic": ("change", "view"),
@@ -65,6 +73,13 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "integrations.calendaraccount": ("add", "change", "view"),
         "integrations.calendarreconciliation": ("change", "view"),
         "integrations.calendareventlink": ("view",),
+        "scheduling.remindertemplate": _ALL,
+        "scheduling.reminderrule": _ALL,
+        "scheduling.reminderstep": ("view",),
+        "scheduling.waitlistentry": _ALL,
+        "scheduling.waitlistoffer": ("view",),
+        # Not a model: the patients' ratings page (scheduling.admin_outreach); managers only, per clinic.
+        SATISFACTION_RESULTS: ("view",),
     },
 }
 

@@ -6,11 +6,14 @@ Apps above this one (scheduling, conversations) add their inlines to the patient
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, ScopedRelatedFilter, yes_no_filter
@@ -18,6 +21,9 @@ from patients.models import HealthPlan, Patient, PatientGuardian, PrivacyAcknowl
 from patients.phones import format_phone_for_display
 
 _EXTRA_PATIENT_INLINES: list[type[admin.options.InlineModelAdmin]] = []
+# Read-only lines about the patient from apps above this one (scheduling: the no-shows), each function(patient) -> str
+# (safe HTML), labelled by its `short_description` (@admin.display). They should cost a query or two each.
+_PATIENT_SUMMARIES: list[Callable[[Patient], str]] = []
 
 
 def register_patient_inline(inline: type[admin.options.InlineModelAdmin]) -> None:
@@ -67,6 +73,12 @@ class PrivacyAcknowledgementInline(ClinicScopedTabularInline):
         return False
 
 
+def register_patient_summary(function: Callable[[Patient], str]) -> None:
+    """Show `function(patient)` in the "History" section of the patient page (change page only)."""
+    if function not in _PATIENT_SUMMARIES:
+        _PATIENT_SUMMARIES.append(function)
+
+
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
     list_display = ("display_name", "phone_display", "health_plan", "created_at")
@@ -91,6 +103,24 @@ class PatientAdmin(ClinicScopedAdmin):
         (_("Staff notes"), {"fields": ("notes",)}),
         (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Patient | None = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None and _PATIENT_SUMMARIES:
+            fieldsets.insert(1, (_("History"), {"fields": ("summaries",)}))
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Patient | None = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "summaries"] if obj is not None else fields
+
+    @admin.display(description=_("at the clinic"))
+    def summaries(self, obj: Patient) -> str:
+        parts = (
+            format_html("<div><strong>{}:</strong> {}</div>", capfirst(getattr(f, "short_description", "")), f(obj))
+            for f in _PATIENT_SUMMARIES
+        )
+        return format_html_join("", "{}", ((part,) for part in parts))
 
     def get_inlines(self, request: HttpRequest, obj: Patient | None) -> list[Any]:
         return [DependentInline, GuardianInline, *_EXTRA_PATIENT_INLINES, PrivacyAcknowledgementInline]

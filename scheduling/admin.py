@@ -19,9 +19,17 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from cecilia.admin import register_clinic_saved
 from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, HoursInlineFormSet, ScopedRelatedFilter
-from patients.admin import register_patient_inline
+from patients.admin import register_patient_inline, register_patient_summary
 from scheduling import agenda
+from scheduling.admin_outreach import (
+    ReminderRuleInline,
+    ReminderStepInline,
+    clinic_saved,
+    patient_no_shows,
+    replan_once,
+)
 from scheduling.availability import slot_problems
 from scheduling.errors import BookingError
 from scheduling.models import (
@@ -29,6 +37,7 @@ from scheduling.models import (
     AppointmentSource,
     AppointmentStatus,
     Professional,
+    ReminderRule,
     Service,
     TimeOff,
     WorkingHours,
@@ -94,6 +103,12 @@ class ServiceAdmin(ClinicScopedAdmin):
     list_select_related = ("clinic",)
     search_fields = ("name",)
     filter_horizontal = ("professionals", "accepted_health_plans")
+    inlines = (ReminderRuleInline,)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        super().save_formset(request, form, formset, change)
+        if formset.model is ReminderRule and formset.has_changed():
+            replan_once(request, form.instance.clinic_id)
 
 
 @admin.register(WorkingHours)
@@ -358,6 +373,10 @@ class AppointmentAdmin(ClinicScopedAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Appointment | None = None) -> Any:
         return self.add_fieldsets if obj is None else self.fieldsets
 
+    def get_inlines(self, request: HttpRequest, obj: Appointment | None) -> list[Any]:
+        # Steps exist once the appointment does: the booking service plans them.
+        return [ReminderStepInline] if obj is not None else []
+
     def get_readonly_fields(self, request: HttpRequest, obj: Appointment | None = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None:
@@ -556,10 +575,13 @@ class PatientAppointmentInline(ClinicScopedTabularInline):
     verbose_name_plural = _("appointments")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("professional", "service")
+        # The patient too: each row's title (Appointment.__str__) names them.
+        return super().get_queryset(request).select_related("patient", "professional", "service")
 
 
 register_patient_inline(PatientAppointmentInline)
+register_patient_summary(patient_no_shows)
+register_clinic_saved(clinic_saved)
 
 
 def _app_list_with_agenda(get_app_list: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
