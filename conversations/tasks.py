@@ -74,6 +74,22 @@ def turns_relay() -> int:
     return len(due)
 
 
+# The sweep stops starting new batches after this long, well inside the task's soft time limit; the rest is still due
+# and goes on the next minute's sweep.
+REMINDERS_SWEEP_SECONDS = 40.0
+
+
+@shared_task(acks_late=True)
+def reminders_sweep() -> dict:
+    """Periodic (beat, every minute): no-shows, due reminders and follow-ups, unanswered steps (see outreach)."""
+    import time
+
+    from conversations.outreach import outreach_sweep
+
+    budget = min(REMINDERS_SWEEP_SECONDS, settings.CELERY_TASK_SOFT_TIME_LIMIT * 2 / 3)
+    return outreach_sweep(deadline=time.monotonic() + budget).as_dict()
+
+
 def turn_holding_enqueue(turn_id: int) -> None:
     """In TURN_HOLDING_AFTER_SECONDS, tell the patient we are on it if the turn is still thinking by then."""
     try:
