@@ -41,6 +41,10 @@ from conversations.guardrails import GuardKind
 from conversations.models import AttentionReason
 from conversations.nlu.answers import parse_choice, parse_yes_no
 from conversations.nlu.text import normalize
+from patients.models import Patient
+from scheduling.errors import BookingError
+from scheduling.models import Appointment, Service
+from scheduling.waitlist import waitlist_join
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,10 @@ MAX_MISSES = 2  # misunderstandings in a row before a person takes over
 
 _INTENT_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("staff", ("recepcao", "recepcionista", "secretaria", "atendente", "humano", r"falar com (alguem|uma pessoa)")),
+    ("waitlist", (
+        "lista de espera", r"me avis\w* (se|quando) (abrir|vagar|surgir|liberar|aparecer)",
+        r"se (abrir|vagar|surgir|liberar|aparecer) (um |uma |algum |alguma )?(horario|vaga|desistencia)",
+    )),
     ("reschedule", (
         r"remarc\w*", r"reagend\w*", "adiar",
         r"(mudar|trocar|alterar) (o |a |meu |minha |de )?(horario|consulta|dia|data|agendamento)",
@@ -146,6 +154,8 @@ def _understand(talk: Talk, text: str) -> bool:
         _run_intent(talk, intent, text)
         talk.say(pending)  # the aside answered, back to the question the flow is waiting on
         return True
+    if intent == "waitlist":
+        return _waitlist(talk, text)  # reads the flow's service before it ends
     talk.end_flow()
     return _run_intent(talk, intent, text)
 
@@ -194,6 +204,37 @@ def _list(talk: Talk, _text: str) -> None:
         talk.ask(texts.NO_UPCOMING, "yes_no")
         return
     talk.say(texts.upcoming_list(appointment_lines(talk, upcoming)))
+
+
+def _waitlist(talk: Talk, text: str) -> bool:
+    """ "Me avisa se abrir um horário antes": the patient joins the waitlist for their next appointment's service
+    (with that professional, before that time), or for the service being booked or named."""
+    upcoming = [a for a in talk.ctx.patient.upcoming if talk.ctx.patient.may_act_for(a.patient_id)]
+    service_id = talk.state.get("service_id") or getattr(_mentioned_service(talk, text), "id", None)
+    talk.end_flow()
+    try:
+        if upcoming and (service_id is None or upcoming[0].service_id == service_id):
+            info = upcoming[0]
+            appointment = Appointment.objects.select_related("service", "professional", "patient").get(
+                pk=info.id, clinic_id=talk.ctx.clinic.id
+            )
+            waitlist_join(
+                patient=appointment.patient,
+                service=appointment.service,
+                professional=appointment.professional,
+                appointment=appointment,
+            )
+            talk.say(texts.waitlist_joined(info.service, info.professional, before=info.start))
+            return True
+        if service_id is not None:
+            service = Service.objects.get(pk=service_id, clinic_id=talk.ctx.clinic.id)
+            waitlist_join(patient=Patient.objects.get(pk=talk.ctx.patient.id), service=service)
+            talk.say(texts.waitlist_joined(service.name, "", before=None))
+            return True
+    except (BookingError, ValueError):
+        logger.info("Waitlist join refused in conversation %s", talk.conversation.pk)
+    book_start(talk, text)  # which service? the booking flow asks, and shows what is free now
+    return True
 
 
 def _mentioned_service(talk: Talk, text: str) -> ServiceInfo | None:

@@ -254,6 +254,8 @@ def _offer(talk: Talk, text: str, followup: Followup, is_errand: Callable[[str],
         talk.say("Tudo bem! Você continua na lista de espera e eu aviso se abrir outro horário. 💙")
         return True
     result = waitlist_offer_accept(followup.offer_id, now=talk.ctx.now)
+    if not result.ok and result.told:
+        return True  # the "already filled" message went out with the acceptance that won
     if not result.ok:
         talk.say("Que pena, esse horário acabou de ser preenchido. 😕 Você continua na lista de espera e eu te aviso "
                  "se abrir outro.")  # fmt: skip

@@ -183,6 +183,16 @@ def too_late(action: str, hours: int) -> str:
     )
 
 
+def waitlist_joined(service: str, professional: str, *, before: datetime.datetime | None) -> str:
+    who = f" com *{professional}*" if professional else ""
+    if before is not None:
+        return (
+            f"Combinado! Coloquei você na lista de espera para *{service}*{who}. Se abrir um horário antes de "
+            f"*{when_label(before)}*, te aviso aqui na hora. 💙"
+        )
+    return f"Combinado! Coloquei você na lista de espera para *{service}*{who}. Se abrir um horário, te aviso. 💙"
+
+
 def confirmed(line: str) -> str:
     return f"Consulta confirmada! ✅\n{line}\nTe esperamos!"
 
