@@ -36,11 +36,16 @@ from scheduling.models import (
     AppointmentSource,
     AppointmentStatus,
     Professional,
+    ReminderRule,
+    ReminderTemplate,
     Service,
     WorkingHours,
 )
+from scheduling.reminder_defaults import reminder_defaults_create
+from scheduling.reminders import clinic_steps_replan
 
 DEMO_SLUG = "demo"
+SURGERY_SERVICE = "Extração de siso"
 DEMO_PASSWORD = "cecilia-demo"  # noqa: S105 - only used with DEBUG on; see seed_demo
 DEMO_USERS = (
     ("admin", None, True),
@@ -73,6 +78,22 @@ _SERVICES = (
         "Venha sem maquiagem ou cremes na área a avaliar.",
     ),
     ("Manutenção de aparelho", 30, "150.00", ("Dr. Diego Rocha",), ""),
+    (
+        SURGERY_SERVICE,
+        60,
+        "650.00",
+        ("Dr. Bruno Lima",),
+        "Faça uma refeição leve até 2 horas antes e venha com um acompanhante. "
+        "Se toma anticoagulante, avise a clínica antes.",
+    ),
+)
+# A surgery-like service: reminded 7 days, 48 h and 2 h before, each with its preparation.
+SURGERY_REMINDER_HOURS = (168, 48, 2)
+_SURGERY_TEMPLATE = (
+    "Olá, {nome}! Sua *{servico}* com *{profissional}* está marcada para *{data} às {hora}*.\n"
+    "👤 Paciente: {paciente}\n"
+    "📝 Preparo: {preparo}\n"
+    "📍 {endereco}"
 )
 
 _HEALTH_PLANS = ("Unimed", "Bradesco Saúde", "SulAmérica", "Amil")
@@ -170,6 +191,7 @@ def demo_clinic_seed(*, password: str = DEMO_PASSWORD, today: datetime.date | No
     patients, created_patients = _patients(clinic, plans)
     today = today or timezone.localdate(timezone=clinic.tz)
     created_appointments = _appointments(clinic, patients, services, today)
+    _reminders(clinic, services)
     _conversations(clinic, patients)
     _faq(clinic)
     return DemoResult(clinic, created_patients, created_appointments, password)
@@ -325,6 +347,22 @@ def _appointments(clinic: Clinic, patients: list[Patient], services: list[Servic
                     )
     Appointment.objects.bulk_create(rows)
     return len(rows)
+
+
+def _reminders(clinic: Clinic, services: list[Service]) -> None:
+    """The standard templates and rules (48 h and 2 h), the surgery's own three, then steps for the agenda."""
+    reminder_defaults_create(clinic=clinic)
+    surgery = next(s for s in services if s.name == SURGERY_SERVICE)
+    if not ReminderRule.objects.filter(clinic=clinic, service=surgery).exists():
+        template, _created = ReminderTemplate.objects.get_or_create(
+            clinic=clinic, name="Lembrete de cirurgia", defaults={"body": _SURGERY_TEMPLATE}
+        )
+        ReminderRule.objects.bulk_create(
+            ReminderRule(clinic=clinic, service=surgery, hours_before=hours, template=template)
+            for hours in SURGERY_REMINDER_HOURS
+        )
+    # The demo's appointments are inserted in bulk, without the booking services that plan their steps.
+    clinic_steps_replan(clinic_id=clinic.pk)
 
 
 def _overlaps(
