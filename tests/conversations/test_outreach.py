@@ -654,3 +654,14 @@ def test_without_the_waitlist_the_hook_does_nothing(agenda, time_machine, monkey
     monkeypatch.setattr(conversations, "waitlist_offers", types.SimpleNamespace(), raising=False)
 
     assert sweep_at(time_machine, at(SATURDAY, 15)).hooks == {"waitlist_offers": 0}
+
+
+def test_the_sweep_is_registered_with_beat_every_minute_and_editable_in_the_admin(db):
+    from django.contrib import admin
+    from django_celery_beat.models import PeriodicTask
+
+    task = PeriodicTask.objects.select_related("interval").get(name="Reminders sweep")
+
+    assert (task.task, task.enabled) == ("conversations.tasks.reminders_sweep", True)
+    assert (task.interval.every, task.interval.period) == (60, "seconds")
+    assert admin.site.is_registered(PeriodicTask)
