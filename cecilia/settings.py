@@ -237,7 +237,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Task modules besides each app's tasks.py (which autodiscovery finds).
-CELERY_IMPORTS = ("conversations.media", "conversations.outbox", "conversations.voice")
+CELERY_IMPORTS = ("conversations.media", "conversations.outbox", "conversations.voice", "conversations.waitlist_offers")
 CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Logging -----------------------------------------------------------------------------------------------------
