@@ -14,7 +14,6 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.db.models import Avg, Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -45,7 +44,6 @@ from scheduling.models import (
     ReminderStep,
     ReminderTemplate,
     StepKind,
-    StepStatus,
     WaitlistEntry,
     WaitlistOffer,
 )
@@ -297,22 +295,14 @@ class ReminderStepInline(_StepColumns, ClinicScopedTabularInline):
 
 
 def _step_retry(step: ReminderStep) -> bool:
-    """Queue the step's failed message again, and show the step as sending; False when there is nothing to retry.
+    """Queue the step's failed message again; False when there is nothing to retry.
 
-    The outbox's status updates (conversations.outreach) take the step on from "sending" as for any other send.
+    `message_retry` moves the step back to "sending" with its message (conversations.outbox.reminder_step_follow).
     """
     from conversations.outbox import message_retry  # the admin's one reach upwards, as the message admin's retry
 
     message = getattr(step, "message", None)
-    if message is None:
-        return False
-    with transaction.atomic():
-        retried = message_retry(message=message)
-        if retried:
-            ReminderStep.objects.filter(pk=step.pk, status=StepStatus.FAILED).update(
-                status=StepStatus.QUEUED, updated_at=timezone.now()
-            )
-    return retried
+    return message is not None and message_retry(message=message)
 
 
 @admin.register(ReminderStep)
