@@ -37,6 +37,7 @@ from django.db import connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Max, Q, Value
 from django.utils import timezone
 
+from cecilia.models import Clinic
 from conversations.models import Conversation, Message, MessageAuthor
 from conversations.outbox.queueing import message_build, messages_queue_outbound, window_open
 from integrations.whatsapp.base import Template
@@ -203,15 +204,15 @@ def _due_steps_send(now: datetime.datetime, batch: int, deadline: float | None, 
 
 
 def _claim(now: datetime.datetime, batch: int, after: tuple[datetime.datetime, int] | None) -> list[ReminderStep]:
-    """Due steps with everything their message needs, locked with their appointments (a booking service changing
-    one waits for this batch, then replans from what it sent); rows another sweep or a booking holds are skipped."""
+    """Due steps with what their message needs (the clinics are read once per batch), locked with their appointments
+    (a booking service changing one waits for this batch, then replans from what it sent); rows another sweep or a
+    booking holds are skipped."""
     due = ReminderStep.objects.filter(status=StepStatus.SCHEDULED, due_at__lte=now)
     if after is not None:
         due = due.filter(Q(due_at__gt=after[0]) | Q(due_at=after[0], pk__gt=after[1]))
     return list(
         due.select_for_update(skip_locked=True, of=("self", "appointment"))
         .select_related(
-            "appointment__clinic",
             "appointment__patient",
             "appointment__service",
             "appointment__professional",
@@ -243,6 +244,10 @@ class _Batch:
 
     def run(self) -> None:
         appointments = [step.appointment for step in self.steps]
+        # One instance per clinic (its settings and zone), not a copy of its many columns on every row.
+        clinics = Clinic.objects.in_bulk({a.clinic_id for a in appointments})
+        for appointment in appointments:
+            appointment.clinic = clinics[appointment.clinic_id]
         self.rules = self._rules({a.clinic_id for a in appointments})
         self.guardians = self._guardians([a.patient for a in appointments if not _has_contact(a.patient)])
         self.latest_due = self._latest_due([s for s in self.steps if s.kind == StepKind.REMINDER])
