@@ -53,7 +53,7 @@ from scheduling.models import (
     StepStatus,
 )
 from scheduling.reminder_models import STEP_AWAITING_ANSWER
-from scheduling.reminders import OPEN_STATUSES, Rendered, in_window, rules_for, step_render, window_reopens
+from scheduling.reminders import OPEN_STATUSES, in_window, rules_for, step_render, window_reopens
 from scheduling.services import Actor, appointment_mark_no_show
 
 logger = logging.getLogger(__name__)
@@ -230,7 +230,6 @@ def _has_contact(patient: Patient) -> bool:
 class _Send:
     step: ReminderStep
     recipient: Patient
-    rendered: Rendered | None = None
 
 
 class _Batch:

@@ -1,0 +1,5 @@
+import sys
+
+from bench.reminders.run import main
+
+sys.exit(main())
