@@ -400,6 +400,8 @@ class AppointmentChange(ClinicOwnedModel):
                 name="appointment_change_user_is_staff",
             ),
         ]
+        # The waitlist's minute pass looks for recent cancellations and moves of each clinic.
+        indexes = [models.Index(fields=["clinic", "at"], name="appointment_change_recent_idx")]
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} — {date_format(timezone.localtime(self.at), 'SHORT_DATETIME_FORMAT')}"

@@ -196,8 +196,11 @@ def _follow(step: ReminderStep, want: _Wanted, *, also: list[str] | None = None)
     """A pending step takes the policy's current time, rule and question (`also`: other fields already set)."""
     rule_id = want.rule.pk if want.rule is not None else None
     if also or (step.due_at, step.rule_id, step.asks_confirmation) != (want.due_at, rule_id, want.asks_confirmation):
-        step.due_at, step.rule, step.asks_confirmation = want.due_at, want.rule, want.asks_confirmation
-        step.save(update_fields=["due_at", "rule", "asks_confirmation", "updated_at", *(also or [])])
+        fields = {"due_at": want.due_at, "rule": want.rule, "asks_confirmation": want.asks_confirmation}
+        fields |= {name: getattr(step, name) for name in also or []}
+        # Conditional on the status read: a step the sweep claimed meanwhile has left, and keeps its status.
+        was = StepStatus.SKIPPED if also else StepStatus.SCHEDULED
+        ReminderStep.objects.filter(pk=step.pk, status=was).update(**fields, updated_at=timezone.now())
 
 
 def _why_not_wanted(appointment: Appointment, step: ReminderStep) -> SkipReason:
@@ -209,8 +212,7 @@ def _why_not_wanted(appointment: Appointment, step: ReminderStep) -> SkipReason:
 
 
 def _skip(step: ReminderStep, reason: SkipReason) -> None:
-    step.status, step.skip_reason = StepStatus.SKIPPED, reason
-    step.save(update_fields=["status", "skip_reason", "updated_at"])
+    step_skip(step, reason)
 
 
 def step_skip(step: ReminderStep, reason: SkipReason) -> bool:

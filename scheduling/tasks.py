@@ -22,6 +22,16 @@ def reminders_replan(clinic_id: int) -> int:
     return clinic_steps_replan(clinic_id=clinic_id)
 
 
+@shared_task(acks_late=True)
+def reminders_replan_all() -> int:
+    """Periodic (beat, every 6 hours): replan every clinic, so a replan lost to a broker outage (a new rule's steps)
+    is made up within hours. Cheap when nothing changed: only differing steps are written."""
+    from cecilia.models import Clinic
+    from scheduling.reminders import clinic_steps_replan
+
+    return sum(clinic_steps_replan(clinic_id=pk) for pk in Clinic.objects.values_list("pk", flat=True))
+
+
 def reminders_replan_enqueue(clinic_id: int) -> None:
     """Publish a replan; a broker outage is logged, not raised (the policy itself is saved).
 

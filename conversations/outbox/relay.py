@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from conversations.attention import conversation_flag
 from conversations.models import AttentionReason, Message, MessageDirection, MessageStatus
-from conversations.outbox.sending import GAVE_UP, UNCONFIRMED, unconfirmed_message
+from conversations.outbox.sending import GAVE_UP, UNCONFIRMED, reminder_step_follow, unconfirmed_message
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,8 @@ def _requeue_never_started(now: datetime.datetime) -> list[int]:
     """Claims whose worker died before the request left: queued again (failed once the attempts are used up)."""
     requeued = []
     expired = _stuck().filter(send_started_at__isnull=True, claimed_at__lt=now - CLAIM_EXPIRES_AFTER)
-    for pk, claimed_at, attempts, conversation_id in expired.values_list(
-        "pk", "claimed_at", "attempts", "conversation_id"
+    for pk, claimed_at, attempts, conversation_id, step_id in expired.values_list(
+        "pk", "claimed_at", "attempts", "conversation_id", "reminder_step_id"
     )[:BATCH]:
         # Conditioned on the claim: a worker that is merely slow finds its row gone and does not send.
         claim = _stuck().filter(pk=pk, claimed_at=claimed_at, send_started_at__isnull=True)
@@ -84,6 +84,7 @@ def _requeue_never_started(now: datetime.datetime) -> list[int]:
                 status=MessageStatus.FAILED, error=reason, error_code=GAVE_UP, failed_at=now, next_attempt_at=None
             ):
                 conversation_flag(conversation_id=conversation_id, reason=AttentionReason.FAILED_SEND, now=now)
+                reminder_step_follow(step_id=step_id, status=MessageStatus.FAILED, at=now)
     return requeued
 
 
@@ -91,7 +92,8 @@ def _settle_in_flight(now: datetime.datetime) -> int:
     """Sends in flight for longer than any worker lives: failed "not confirmed", never resent. How many."""
     unconfirmed = 0
     in_flight = _stuck().filter(send_started_at__isnull=False, claimed_at__lt=now - unconfirmed_after())
-    for pk, claimed_at, conversation_id in in_flight.values_list("pk", "claimed_at", "conversation_id")[:BATCH]:
+    rows = in_flight.values_list("pk", "claimed_at", "conversation_id", "reminder_step_id")[:BATCH]
+    for pk, claimed_at, conversation_id, step_id in rows:
         with transaction.atomic():
             if (
                 _stuck()
@@ -106,6 +108,8 @@ def _settle_in_flight(now: datetime.datetime) -> int:
             ):
                 unconfirmed += 1
                 conversation_flag(conversation_id=conversation_id, reason=AttentionReason.FAILED_SEND, now=now)
+                # A reminder that may or may not have arrived is failed too: staff see it and decide on a resend.
+                reminder_step_follow(step_id=step_id, status=MessageStatus.FAILED, at=now)
                 logger.warning("Message %s left in flight by a dead worker; marked unconfirmed", pk)
     return unconfirmed
 

@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from scheduling import tasks
 from scheduling.models import ReminderRule, ReminderStep, SkipReason, StepStatus
@@ -90,3 +91,20 @@ def test_the_demo_clinic_is_reminded_48_and_2_hours_before_and_its_surgery_a_wee
     counts = (ReminderRule.objects.count(), ReminderStep.objects.count())
     demo_clinic_seed(password="senha-de-teste-123")
     assert (ReminderRule.objects.count(), ReminderStep.objects.count()) == counts
+
+
+@pytest.mark.django_db
+def test_beat_replans_every_clinic_every_six_hours_to_make_up_lost_replans(clinic_a, clinic_b):
+    task = PeriodicTask.objects.get(name="Reminders replan")
+    assert (task.task, task.interval.every, task.interval.period) == (
+        "scheduling.tasks.reminders_replan_all",
+        6,
+        "hours",
+    )
+    # A rule added while the broker was down: its steps were never planned (factories write appointments directly).
+    ReminderRule.objects.create(clinic=clinic_a, hours_before=48)
+    ReminderRule.objects.create(clinic=clinic_b, hours_before=24)
+    ours, theirs = _appointment(clinic_a, 5), _appointment(clinic_b, 5)
+    assert tasks.reminders_replan_all() == 2
+    assert _steps(ours) == {("48h", StepStatus.SCHEDULED, "")}
+    assert _steps(theirs) == {("24h", StepStatus.SCHEDULED, "")}
