@@ -503,6 +503,13 @@ class WaitlistEntryAdmin(ClinicScopedAdmin):
     inlines = (WaitlistOfferInline,)
     list_per_page = 50
 
+    def save_model(self, request: HttpRequest, obj: WaitlistEntry, form: Any, change: bool) -> None:
+        # As when the patient asks (scheduling.waitlist.waitlist_join): bringing an appointment forward means
+        # slots before it.
+        if obj.appointment_id is not None and obj.not_after is None:
+            obj.not_after = obj.appointment.start
+        super().save_model(request, obj, form, change)
+
 
 @admin.register(WaitlistOffer)
 class WaitlistOfferAdmin(ClinicScopedAdmin):

@@ -509,6 +509,20 @@ def test_a_receptionist_puts_a_patient_on_the_waitlist(client, receptionist_a, c
 
 
 @pytest.mark.django_db
+def test_a_waitlist_entry_to_bring_an_appointment_forward_waits_for_slots_before_it(client, receptionist_a, clinic_a):
+    client.force_login(receptionist_a)
+    pro = factories.professional(clinic_a)
+    svc = factories.service(clinic_a, professionals=[pro])
+    patient = factories.patient(clinic_a, full_name="Joana")
+    appointment = factories.appointment(patient=patient, professional=pro, service=svc)
+    data = {"clinic": clinic_a.pk, "patient": patient.pk, "service": svc.pk, "appointment": appointment.pk}
+    data.update({"status": "waiting", "offers-TOTAL_FORMS": "0", "offers-INITIAL_FORMS": "0"})
+    response = client.post(reverse("admin:scheduling_waitlistentry_add"), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert WaitlistEntry.objects.get().not_after == appointment.start
+
+
+@pytest.mark.django_db
 def test_the_patient_page_shows_how_often_and_when_they_missed(client, receptionist_a, clinic_a):
     client.force_login(receptionist_a)
     rows = _fill(clinic_a, "AAAA")
