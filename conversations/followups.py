@@ -80,12 +80,12 @@ def _pending_step(conversation: Conversation, now: datetime.datetime) -> Followu
 
 
 def _pending_offer(conversation: Conversation, now: datetime.datetime) -> Followup | None:
-    people = [conversation.patient_id]
-    people += PatientGuardian.objects.filter(guardian_id=conversation.patient_id).values_list("dependent_id", flat=True)
+    # The patient's own offers and their dependents', in one query (this runs on every turn).
+    dependents = PatientGuardian.objects.filter(guardian_id=conversation.patient_id).values("dependent_id")
     offer = (
         WaitlistOffer.objects.filter(
             Q(status=OfferStatus.OFFERED) | Q(status=OfferStatus.EXPIRED, expires_at__gte=now - LATE_OFFER_ANSWER),
-            entry__patient_id__in=people,
+            Q(entry__patient_id=conversation.patient_id) | Q(entry__patient_id__in=dependents),
             entry__status=WaitlistStatus.WAITING,
             start__gt=now,
             created_at__gte=now - FOLLOWUP_OPEN_FOR,

@@ -177,3 +177,25 @@ def test_a_bad_rating_is_recorded_and_flags_the_conversation(world):
 )  # fmt: skip
 def test_reminder_answers_are_read(text, intent):
     assert reminder_intent(text) == intent
+
+
+def test_a_dependents_waitlist_offer_is_the_open_question_in_the_guardians_chat(world):
+    from conversations.followups import WAITLIST_OFFER, pending_followup
+    from patients.models import PatientGuardian
+    from scheduling.models import WaitlistEntry, WaitlistOffer
+
+    c, pro, svc, guardian = world
+    child = factories.patient(c, full_name="Pedro Souza", phone=None)
+    PatientGuardian.objects.create(clinic=c, guardian=guardian, dependent=child)
+    stranger = factories.patient(c, full_name="Outra Pessoa")
+    chat = Chat(guardian)
+    assert pending_followup(chat.conversation, now=NOW) is None
+    for patient in (child, stranger):  # the stranger's is the newest: it must not count
+        entry = WaitlistEntry.objects.create(clinic=c, patient=patient, service=svc)
+        WaitlistOffer.objects.create(
+            clinic=c, entry=entry, professional=pro, start=at(THURSDAY, 9), end=at(THURSDAY, 9, 30),
+            expires_at=NOW + datetime.timedelta(minutes=30),
+        )  # fmt: skip
+    found = pending_followup(chat.conversation, now=NOW)
+    assert found.kind == WAITLIST_OFFER
+    assert found.offer_id == WaitlistOffer.objects.get(entry__patient=child).pk
