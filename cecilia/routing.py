@@ -1,3 +1,9 @@
-"""Websocket routes. The live inbox (conversations.consumers) registers here when it lands."""
+"""Websocket routes, served by cecilia.asgi behind the session auth and the allowed-hosts origin check."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from conversations.consumers import InboxConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/inbox/", InboxConsumer.as_asgi()),
+]

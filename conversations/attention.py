@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+from conversations.live import live_conversation
 from conversations.models import AttentionReason, Conversation
 
 
@@ -13,4 +14,5 @@ def conversation_flag(*, conversation_id: int, reason: AttentionReason, now: dat
     flagged = Conversation.objects.filter(pk=conversation_id)
     if reason != AttentionReason.EMERGENCY:
         flagged = flagged.filter(needs_attention=False)
-    flagged.update(needs_attention=True, attention_reason=reason, updated_at=now)
+    if flagged.update(needs_attention=True, attention_reason=reason, updated_at=now):
+        live_conversation(conversation_id=conversation_id, data={"needs_attention": True, "attention_reason": reason})

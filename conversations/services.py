@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from cecilia.models import ChannelState, Clinic
 from conversations.attention import conversation_flag
+from conversations.live import live_message
 from conversations.models import (
     AttentionReason,
     Conversation,
@@ -140,6 +141,7 @@ def message_receive(*, clinic: Clinic, inbound: InboundMessage, event: InboundEv
     # take over only when nothing of ours is on its way.
     took_over = inbound.from_me and not sends_in_flight(conversation=conversation).exclude(pk=message.pk).exists()
     _conversation_touch(conversation, inbound=not inbound.from_me, at=sent_at, staff_took_over=took_over)
+    live_message(message=message)
     receipts_apply(clinic=clinic, provider_message_id=inbound.provider_message_id)
     if not inbound.from_me:
         # The assistant considers it once the chat has been quiet for a moment (conversations.turns).
@@ -237,6 +239,7 @@ def receipts_apply(*, clinic: Clinic, provider_message_id: str) -> None:
     if "status" in changed:
         # A reminder's step follows its message: delivered, read, or failed after WhatsApp accepted it.
         reminder_step_follow(step_id=message.reminder_step_id, status=message.status, at=timezone.now())
+        live_message(message=message)
     if message.status == MessageStatus.FAILED and not was_failed:
         # WhatsApp refused it after accepting the send (Meta reports "not on WhatsApp" this way): staff must know.
         conversation_flag(

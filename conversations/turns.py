@@ -36,6 +36,7 @@ from django.utils import timezone
 from conversations import engines, guardrails, privacy, voice
 from conversations.attention import conversation_flag
 from conversations.guardrails import GuardKind
+from conversations.live import live_conversation
 from conversations.models import (
     AttentionReason,
     Conversation,
@@ -205,6 +206,7 @@ def _apply_guard(conversation: Conversation, turn: Turn, guard: guardrails.Guard
             current.owner = ConversationOwner.HUMAN
             current.handoff_summary = guard.summary
             fields += ["owner", "handoff_summary"]
+            live_conversation(conversation_id=current.pk, data={"owner": current.owner})
         current.save(update_fields=fields)
         outcome = TurnOutcome.HANDED_OFF if guard.stop_assistant else TurnOutcome.ANSWERED
         _finish(turn, outcome, now=now, conversation=current, reason=_GUARD_ATTENTION.get(guard.kind))
@@ -333,6 +335,7 @@ def _answer(
                 current.owner = ConversationOwner.HUMAN
                 current.handoff_summary = reply.handoff_summary
                 fields += ["owner", "handoff_summary"]
+                live_conversation(conversation_id=current.pk, data={"owner": current.owner})
             current.save(update_fields=fields)
             outcome = TurnOutcome.HANDED_OFF if reply.handoff else TurnOutcome.ANSWERED
             reason = reply.attention_reason or (AttentionReason.HANDOFF if reply.handoff else None) or attention

@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 
 from cecilia.models import WhatsAppProvider
 from conversations.attention import conversation_flag
+from conversations.live import live_message
 from conversations.models import (
     AttentionReason,
     Conversation,
@@ -261,6 +262,7 @@ def _fail(message: Message, token: datetime.datetime | None, code: str, reason: 
         if failed:
             conversation_flag(conversation_id=message.conversation_id, reason=AttentionReason.FAILED_SEND, now=now)
             reminder_step_follow(step_id=message.reminder_step_id, status=MessageStatus.FAILED, at=now)
+            live_message(message=message, status=MessageStatus.FAILED)
             _after_commit_send_next(message)
     return Outcome.FAILED
 
@@ -298,6 +300,7 @@ def _record_sent(message: Message, token: datetime.datetime | None, result: Send
             Q(last_outbound_at__isnull=True) | Q(last_outbound_at__lt=row.sent_at)
         ).update(last_outbound_at=row.sent_at)
         reminder_step_follow(step_id=row.reminder_step_id, status=MessageStatus.SENT, at=row.sent_at)
+        live_message(message=row)  # before the receipts', which may move it further
         receipts_apply(clinic=row.clinic, provider_message_id=row.provider_message_id)
         _after_commit_send_next(row)
 

@@ -44,7 +44,7 @@ def receive(clinic, fixture: str, django_capture_on_commit_callbacks) -> Message
         inbound_event_process(event_id=event.pk)
     message = Message.objects.get()
     assert not message.media, "the message is recorded before any media is fetched"
-    assert len(callbacks) == 2, "the turn and the media fetch are enqueued after commit"
+    assert len(callbacks) == 3, "the live event, the turn and the media fetch are sent after commit"
     return message
 
 
