@@ -239,6 +239,28 @@ class Clinic(models.Model):
     privacy_notice_url = models.URLField(
         _("privacy notice link"), blank=True, help_text=_("A page with the full privacy notice.")
     )
+    # LGPD retention (patients.retention enforces it nightly). Empty keeps the data; appointment records are kept
+    # whatever these say (the clinic must keep them by law).
+    retention_message_text_months = models.PositiveSmallIntegerField(
+        _("delete message texts after (months)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(240)],
+        help_text=_("Texts and transcripts of WhatsApp messages older than this are erased. Empty: kept."),
+    )
+    retention_media_months = models.PositiveSmallIntegerField(
+        _("delete media after (months)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(240)],
+        help_text=_("Voice notes, photos and documents older than this are deleted. Empty: kept."),
+    )
+    retention_raw_events_days = models.PositiveSmallIntegerField(
+        _("delete raw provider events after (days)"),
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text=_("The webhooks as WhatsApp sent them, kept for troubleshooting only."),
+    )
 
     # The language model behind the assistant. Empty fields use the deployment's settings.
     llm_model = models.CharField(

@@ -37,6 +37,9 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         # The FAQ the assistant answers from: the front desk knows first when an answer is wrong. Entries are
         # switched off, not deleted, so deleting stays with managers.
         "conversations.faqentry": ("add", "change", "view"),
+        # The desk: ready answers are the managers' to write; notes are everyone's.
+        "conversations.quickreply": ("view",),
+        "conversations.conversationnote": ("add", "view"),
         "patients.privacyacknowledgement": ("view",),
         # Google Calendar: see the connection, answer "moved in Google — apply it?", resend a failed push.
         "integrations.calendaraccount": ("view",),
@@ -56,9 +59,13 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "cecilia.staffmembership": _ALL,
         # To pick colleagues for memberships; changing logins (and superuser flags) stays with superusers.
         "auth.user": ("view",),
-        "patients.patient": _ALL,
+        # Export and anonymise are the patient's LGPD rights, answered by managers (patients.lgpd).
+        "patients.patient": (*_ALL, "export", "anonymise"),
         "patients.patientguardian": _ALL,
         "patients.healthplan": _ALL,
+        # Who changed and who opened patient data (patients.audit): read by managers, written only by Cecilia.
+        "patients.auditentry": ("view",),
+        "patients.patientaccess": ("view",),
         "scheduling.professional": _ALL,
         "scheduling.service": _ALL,
         "scheduling.workinghours": _ALL,
@@ -68,6 +75,8 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "conversations.message": ("add", "view"),
         "conversations.inboundevent": ("view",),
         "conversations.faqentry": _ALL,
+        "conversations.quickreply": _ALL,
+        "conversations.conversationnote": ("add", "view"),
         "conversations.llmusage": ("view",),
         "patients.privacyacknowledgement": ("view",),
         "integrations.calendaraccount": ("add", "change", "view"),

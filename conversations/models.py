@@ -58,6 +58,11 @@ class Conversation(ClinicOwnedModel):
     )
     last_inbound_at = models.DateTimeField(_("last message from patient"), null=True, blank=True)
     last_outbound_at = models.DateTimeField(_("last message to patient"), null=True, blank=True)
+    # Patient messages staff have not seen yet: +1 per inbound message (conversations.services), 0 when a staff member
+    # opens the conversation. A counter, not a COUNT over messages, so the inbox costs the same at any size.
+    unread_count = models.PositiveIntegerField(_("unread"), default=0, db_default=0)
+    # Staff closed it (done, nothing left to do). The next patient message opens it again.
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     # A turn runs with this lease held (conversations.turns): one turn at a time per conversation, and a worker that
     # dies mid-turn blocks the conversation only until the lease runs out.
     turn_lease_until = models.DateTimeField(_("turn running until"), null=True, blank=True, editable=False)
@@ -450,3 +455,58 @@ class LlmUsage(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class QuickReply(models.Model):
+    """A ready answer staff insert in the composer ("Nosso endereço é…"), per clinic, edited by managers."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="quick_replies", verbose_name=_("clinic"))
+    title = models.CharField(_("title"), max_length=60, help_text=_("What staff see in the list, e.g. Endereço."))
+    text = models.TextField(_("text"), help_text=_("As the patient will read it on WhatsApp (*bold* works)."))
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("quick reply")
+        verbose_name_plural = _("quick replies")
+        ordering = ["position", "title", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(title=""), name="quick_reply_title_not_empty"),
+            models.CheckConstraint(condition=~Q(text=""), name="quick_reply_text_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ConversationNote(ClinicOwnedModel):
+    """An internal note staff leave on a conversation: never sent to the patient, never shown to the assistant."""
+
+    same_clinic_fields = ("conversation",)
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+", verbose_name=_("clinic"))
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="notes", verbose_name=_("conversation")
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("author"),
+    )
+    author_label = models.CharField(_("author (name)"), max_length=150, blank=True)
+    text = models.TextField(_("note"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("internal note")
+        verbose_name_plural = _("internal notes")
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(text=""), name="conversation_note_text_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.author_label} · {self.created_at:%Y-%m-%d %H:%M}"

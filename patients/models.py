@@ -74,6 +74,8 @@ class Patient(ClinicOwnedModel):
     opt_out_ai = models.BooleanField(
         _("no assistant"), default=False, help_text=_("Only staff answer this patient; the assistant stays silent.")
     )
+    # Set by patients.lgpd.patient_anonymise: the row stays (appointments point at it) with nothing identifying.
+    anonymised_at = models.DateTimeField(_("anonymised at"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -81,6 +83,12 @@ class Patient(ClinicOwnedModel):
         verbose_name = _("patient")
         verbose_name_plural = _("patients")
         ordering = ["full_name", "whatsapp_name", "id"]
+        # LGPD rights (patients.lgpd), managers' only (cecilia.roles): `export_patient` downloads everything held
+        # about the patient, `anonymise_patient` erases what identifies them.
+        permissions = [
+            ("export_patient", _("Can export a patient's data")),
+            ("anonymise_patient", _("Can anonymise a patient")),
+        ]
         constraints = [
             # Inbound messages find the patient by phone: one person, one row per clinic.
             models.UniqueConstraint(
@@ -217,3 +225,18 @@ class PrivacyAcknowledgement(ClinicOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.patient} · {self.notice_version}"
+
+
+from patients.audit_models import AccessKind, AuditAction, AuditEntry, PatientAccess  # noqa: E402
+
+__all__ = [
+    "AccessKind",
+    "AuditAction",
+    "AuditEntry",
+    "GuardianRelationship",
+    "HealthPlan",
+    "Patient",
+    "PatientAccess",
+    "PatientGuardian",
+    "PrivacyAcknowledgement",
+]
