@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from cecilia.admin import register_clinic_saved
 from cecilia.admin_scoping import ClinicScopedAdmin, ClinicScopedTabularInline, HoursInlineFormSet, ScopedRelatedFilter
 from patients.admin import register_patient_inline, register_patient_summary
+from patients.admin_audit import ServiceAuditedAdminMixin
 from scheduling import agenda
 from scheduling.admin_outreach import (
     ReminderRuleInline,
@@ -338,7 +339,7 @@ def _history_details(before: dict[str, Any], after: dict[str, Any], names: dict[
 
 
 @admin.register(Appointment)
-class AppointmentAdmin(ClinicScopedAdmin):
+class AppointmentAdmin(ServiceAuditedAdminMixin, ClinicScopedAdmin):
     """Every write goes through the booking services (scheduling.services): audited, signalled, race-safe."""
 
     form = AppointmentAdminForm

@@ -35,6 +35,7 @@ from cecilia.admin_scoping import (
 )
 from cecilia.models import Clinic
 from cecilia.selectors import clinic_ids_allowing
+from patients.admin_audit import AuditedAdminMixin
 from patients.models import Patient
 from scheduling.models import (
     Appointment,
@@ -487,7 +488,7 @@ class WaitlistOfferInline(ClinicScopedTabularInline):
 
 
 @admin.register(WaitlistEntry)
-class WaitlistEntryAdmin(ClinicScopedAdmin):
+class WaitlistEntryAdmin(AuditedAdminMixin, ClinicScopedAdmin):
     list_display = ("created_at", "patient", "service", "professional", "not_after", "status", "clinic")
     list_filter = (
         "status",

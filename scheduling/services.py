@@ -27,6 +27,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from patients.audit import audit_changes, audit_record, audit_snapshot
+from patients.models import AuditAction
 from scheduling.availability import holds_consume, slot_problems, with_alternatives
 from scheduling.errors import (
     CancellationTooLate,
@@ -243,6 +245,7 @@ def appointment_details_edit(
         ]
         if not changed:
             return current
+        audited_before = audit_snapshot(current, fields=changed)
         current.notes, current.cancellation_reason = notes, cancellation_reason
         _stamp(current, actor)
         current.save(update_fields=[*changed, "updated_by_kind", "updated_by_user", "updated_at"])
@@ -254,6 +257,7 @@ def appointment_details_edit(
             actor_user_id=actor.user_id,
             after={"changed": changed},
         )
+        _audit_staff(current, AppointmentAction.EDITED, actor, audited_before, fields=changed)
         _announce(current, AppointmentAction.EDITED)
     return current
 
@@ -428,9 +432,52 @@ def _record(appointment: Appointment, action: str, actor: Actor, *, before: dict
         after=_snapshot(appointment),
         note=note,
     )
+    _audit_staff(appointment, action, actor, _audit_before(appointment, before), fields=_AUDITED_FIELDS)
     # The reminders follow the appointment in the same transaction: a moved or cancelled one never keeps the old ones.
     steps_plan(appointment)
     _announce(appointment, action)
+
+
+# The staff audit trail (patients.audit): one entry per staff action, written here because every staff change — the
+# form, the list actions, the agenda — comes through these services, and only they know the actor is staff.
+# The patient's and Cecilia's own changes are not audited there; AppointmentChange keeps their history.
+_AUDITED_FIELDS = ("start", "end", "professional", "service", "status", "cancellation_reason")
+_AUDIT_NAMES = {
+    AppointmentAction.BOOKED: "book",
+    AppointmentAction.RESCHEDULED: "reschedule",
+    AppointmentAction.CANCELLED: "cancel",
+    AppointmentAction.CONFIRMED: "confirm",
+    AppointmentAction.NO_SHOW: "no_show",
+    AppointmentAction.COMPLETED: "complete",
+    AppointmentAction.EDITED: "edit",
+}
+
+
+def _audit_before(appointment: Appointment, before: dict[str, Any]) -> dict[str, Any]:
+    """`_snapshot`'s ids and codes before the change, as the audit shows them (names and labels)."""
+    if not before:
+        return {}
+    shown: dict[str, Any] = {"start": before["start"], "end": before["end"]}
+    shown["status"] = str(AppointmentStatus(before["status"]).label)
+    for name, model in (("professional", Professional), ("service", Service)):
+        pk = before[f"{name}_id"]
+        current = getattr(appointment, name)
+        shown[name] = str(current) if current.pk == pk else str(model.objects.filter(pk=pk).first() or pk)
+    return shown
+
+
+def _audit_staff(appointment: Appointment, action: str, actor: Actor, before: dict[str, Any], *, fields: Any) -> None:
+    if not actor.is_staff:
+        return
+    audit_record(
+        actor=actor.user,
+        clinic_id=appointment.clinic_id,
+        action=AuditAction.ACTION,
+        obj=appointment,
+        patient_id=appointment.patient_id,
+        changes=audit_changes(before, audit_snapshot(appointment, fields=fields)),
+        action_name=_AUDIT_NAMES.get(action, action),
+    )
 
 
 def _announce(appointment: Appointment, action: str) -> None:
