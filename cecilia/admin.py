@@ -186,7 +186,21 @@ class ClinicAdmin(ClinicScopedAdmin):
                 ),
             },
         ),
-        (_("Privacy notice (LGPD)"), {"fields": ("privacy_notice", "privacy_notice_url")}),
+        (
+            _("Privacy (LGPD)"),
+            {
+                "fields": (
+                    "privacy_notice",
+                    "privacy_notice_url",
+                    "retention_message_text_months",
+                    "retention_media_months",
+                    "retention_raw_events_days",
+                ),
+                "description": _(
+                    "Retention is enforced every night. Appointment records are always kept, as the law requires."
+                ),
+            },
+        ),
         (
             _("Language model"),
             {

@@ -152,6 +152,8 @@ def _mark_started(message: Message, token: datetime.datetime | None) -> bool:
 
 def _outbound(message: Message) -> OutboundMessage:
     patient = message.conversation.patient
+    if patient.anonymised_at is not None:  # LGPD (patients.lgpd): never written to again, whatever the row says
+        raise _Unsendable("anonymised", _("Not sent: the patient's data was anonymised (LGPD)."))
     # The phone in E.164; a patient known only by WhatsApp's privacy id (`…@lid`) is reached by that id.
     to = patient.phone or patient.whatsapp_id
     if not to:
