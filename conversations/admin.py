@@ -22,8 +22,10 @@ from cecilia.admin_scoping import (
     scope_queryset,
 )
 from conversations import admin_views
+from conversations.desk import views as desk_views
 from conversations.models import Conversation, FaqEntry, InboundEvent, LlmUsage, Message
 from patients.admin import register_patient_inline
+from patients.admin_audit import AccessLoggedAdminMixin
 
 
 class ReadOnlyAdminMixin:
@@ -55,7 +57,7 @@ class MessageInline(ClinicScopedTabularInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ClinicScopedAdmin):
+class ConversationAdmin(AccessLoggedAdminMixin, ClinicScopedAdmin):
     list_display = ("patient", "owner", "needs_attention", "attention_reason", "assigned_to", "last_inbound_at")
     list_filter = ("needs_attention", "attention_reason", "owner", ("assigned_to", ScopedRelatedFilter), "clinic")
     list_select_related = ("patient", "assigned_to")
@@ -69,13 +71,27 @@ class ConversationAdmin(ClinicScopedAdmin):
         return False  # conversations start when a patient writes (or the simulator does)
 
     def get_urls(self) -> list[Any]:
-        """The WhatsApp simulator and the channel connection pages (conversations/admin_views.py), staff only."""
+        """The desk (inbox and conversation page, conversations/desk/views.py), the WhatsApp simulator and the
+        channel connection pages (conversations/admin_views.py), staff only."""
 
         def view(function: Any) -> Any:
             return self.admin_site.admin_view(partial(function, model_admin=self))
 
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
+            path("inbox/", view(desk_views.inbox), name=f"{prefix}_inbox"),
+            path("inbox/rows/", view(desk_views.inbox_rows), name=f"{prefix}_inbox_rows"),
+            path("<int:conversation_id>/desk/", view(desk_views.desk), name=f"{prefix}_desk"),
+            path(
+                "<int:conversation_id>/desk/transcript/",
+                view(desk_views.desk_transcript),
+                name=f"{prefix}_desk_transcript",
+            ),
+            path(
+                "<int:conversation_id>/desk/media/<int:message_id>/",
+                view(desk_views.desk_media),
+                name=f"{prefix}_desk_media",
+            ),
             path("simulator/", view(admin_views.simulator), name=f"{prefix}_simulator"),
             path("simulator/messages/", view(admin_views.simulator_messages), name=f"{prefix}_simulator_messages"),
             path("channel/<int:clinic_id>/", view(admin_views.channel), name=f"{prefix}_channel"),

@@ -41,6 +41,9 @@ class Conversation(ClinicOwnedModel):
     owner = models.CharField(
         _("handled by"), max_length=10, choices=ConversationOwner.choices, default=ConversationOwner.AI
     )
+    # When `owner` last changed (staff took over or gave back, the assistant handed off): the assistant's idle
+    # hand-back counts from here at the earliest (conversations.turns), so a take-over is not undone at once.
+    owner_since = models.DateTimeField(_("handled by them since"), null=True, blank=True)
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -91,6 +94,12 @@ class Conversation(ClinicOwnedModel):
         indexes = [
             models.Index(fields=["clinic", "-last_inbound_at"], name="conversation_clinic_recent_idx"),
             models.Index(fields=["clinic"], condition=Q(needs_attention=True), name="conversation_attention_idx"),
+            # The inbox's "needs you" section: open conversations staff own (conversations.desk.selectors).
+            models.Index(
+                fields=["clinic", "-last_inbound_at"],
+                condition=Q(owner="human", closed_at__isnull=True),
+                name="conversation_staff_open_idx",
+            ),
         ]
 
     def __str__(self) -> str:

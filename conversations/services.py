@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from cecilia.models import ChannelState, Clinic
 from conversations.attention import conversation_flag
-from conversations.live import live_message
+from conversations.live import live_conversation, live_message
 from conversations.models import (
     AttentionReason,
     Conversation,
@@ -185,7 +185,15 @@ def _conversation_for(clinic: Clinic, patient: Any) -> Conversation:
 def _conversation_touch(
     conversation: Conversation, *, inbound: bool, at: datetime.datetime, staff_took_over: bool
 ) -> None:
+    """Record a new message on its (locked) conversation: the inbox's recency and unread count, a closed conversation
+    opened again by the patient, and staff answering from the clinic's phone taking it over."""
     changed = []
+    if inbound:
+        conversation.unread_count += 1
+        changed.append("unread_count")
+        if conversation.closed_at is not None:
+            conversation.closed_at = None
+            changed.append("closed_at")
     if inbound and (conversation.last_inbound_at is None or at > conversation.last_inbound_at):
         conversation.last_inbound_at = at
         changed.append("last_inbound_at")
@@ -193,8 +201,10 @@ def _conversation_touch(
         conversation.last_outbound_at = at
         changed.append("last_outbound_at")
     if staff_took_over and conversation.owner != ConversationOwner.HUMAN:
+        # owner_since stays: the idle hand-back counts from staff's last message, which this one is.
         conversation.owner = ConversationOwner.HUMAN
         changed.append("owner")
+        live_conversation(conversation_id=conversation.pk, data={"owner": conversation.owner})
     if changed:
         conversation.save(update_fields=[*changed, "updated_at"])
 

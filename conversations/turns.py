@@ -204,8 +204,9 @@ def _apply_guard(conversation: Conversation, turn: Turn, guard: guardrails.Guard
         fields = ["updated_at"]
         if guard.stop_assistant and not staff_there:
             current.owner = ConversationOwner.HUMAN
+            current.owner_since = now
             current.handoff_summary = guard.summary
-            fields += ["owner", "handoff_summary"]
+            fields += ["owner", "owner_since", "handoff_summary"]
             live_conversation(conversation_id=current.pk, data={"owner": current.owner})
         current.save(update_fields=fields)
         outcome = TurnOutcome.HANDED_OFF if guard.stop_assistant else TurnOutcome.ANSWERED
@@ -251,17 +252,20 @@ def _hand_back_if_idle(conversation: Conversation, now: datetime.datetime) -> No
         .values_list("finished_at", flat=True)
         .first()
     )
-    quiet_since = max(filter(None, [last_staff, handed_over]), default=conversation.updated_at)
+    # Staff taking over from the desk count as staff activity: the hand-back waits from the take-over at the earliest.
+    activity = [last_staff, handed_over, conversation.owner_since]
+    quiet_since = max(filter(None, activity), default=conversation.updated_at)
     if now - quiet_since < datetime.timedelta(minutes=minutes):
         return
     # Never over an emergency nobody has looked at yet.
     if conversation.needs_attention and conversation.attention_reason == AttentionReason.EMERGENCY:
         return
     updated = Conversation.objects.filter(pk=conversation.pk, owner=ConversationOwner.HUMAN).update(
-        owner=ConversationOwner.AI, updated_at=now
+        owner=ConversationOwner.AI, owner_since=now, updated_at=now
     )
     if updated:
         conversation.owner = ConversationOwner.AI
+        live_conversation(conversation_id=conversation.pk, data={"owner": ConversationOwner.AI})
 
 
 def _decide(
@@ -333,8 +337,9 @@ def _answer(
                 fields.append("state")
             if reply.handoff:
                 current.owner = ConversationOwner.HUMAN
+                current.owner_since = now
                 current.handoff_summary = reply.handoff_summary
-                fields += ["owner", "handoff_summary"]
+                fields += ["owner", "owner_since", "handoff_summary"]
                 live_conversation(conversation_id=current.pk, data={"owner": current.owner})
             current.save(update_fields=fields)
             outcome = TurnOutcome.HANDED_OFF if reply.handoff else TurnOutcome.ANSWERED

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from cecilia.models import WhatsAppProvider
+from conversations.live import live_message
 from conversations.models import (
     Conversation,
     Message,
@@ -102,6 +103,7 @@ def message_queue_outbound(
             message.media.save(media.name or "arquivo", media, save=False)
         message.save()
         transaction.on_commit(lambda: tasks.message_send_enqueue(message.pk))
+        live_message(message=message)  # an open transcript shows it queued (bulk sweeps do not: nobody is watching)
     return message
 
 

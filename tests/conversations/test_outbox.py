@@ -139,7 +139,7 @@ def test_a_message_is_a_queued_row_first_and_its_send_is_enqueued_when_the_trans
         assert Message.objects.get(pk=message.pk).status == MessageStatus.QUEUED
         assert queued_tasks(outbox_redis) == []
 
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2, "the send and the live event for an open transcript"
     assert queued_tasks(outbox_redis) == [("conversations.outbox.message_send_task", [message.pk])]
     assert (message.direction, message.author, message.kind) == (
         MessageDirection.OUTBOUND,
