@@ -23,7 +23,7 @@ from cecilia.admin_scoping import (
 )
 from conversations import admin_views
 from conversations.desk import views as desk_views
-from conversations.models import Conversation, FaqEntry, InboundEvent, LlmUsage, Message
+from conversations.models import Conversation, FaqEntry, InboundEvent, LlmUsage, Message, QuickReply
 from patients.admin import register_patient_inline
 from patients.admin_audit import AccessLoggedAdminMixin
 
@@ -194,6 +194,22 @@ class FaqEntryAdmin(ClinicScopedAdmin):
     @admin.display(description=_("answer"))
     def answer_shown(self, obj: FaqEntry) -> str:
         return Truncator(obj.answer).chars(100)
+
+
+@admin.register(QuickReply)
+class QuickReplyAdmin(ClinicScopedAdmin):
+    """Ready answers staff insert in the desk's composer; managers write them, the front desk uses them."""
+
+    list_display = ("title", "text_shown", "position", "active", "clinic")
+    list_filter = ("active", "clinic")
+    list_editable = ("position", "active")
+    list_select_related = ("clinic",)
+    search_fields = ("title", "text")
+    fields = ("clinic", "title", "text", "position", "active")
+
+    @admin.display(description=_("text"))
+    def text_shown(self, obj: QuickReply) -> str:
+        return Truncator(obj.text).chars(100)
 
 
 @admin.register(LlmUsage)

@@ -362,3 +362,20 @@ def test_media_is_served_to_the_clinic_staff_only() -> None:
     assert mine.status_code == 200 and b"".join(mine.streaming_content) == b"OggS-fake-audio"
     assert mine["Content-Type"] == "audio/ogg" and "no-store" in mine["Cache-Control"]
     assert theirs.status_code == 404
+
+
+def test_managers_write_quick_replies_and_the_front_desk_inserts_them() -> None:
+    clinic = factories.clinic()
+    manager = factories.staff_user(clinic, role=StaffRole.MANAGER)
+    receptionist = factories.staff_user(clinic)
+    add = reverse("admin:conversations_quickreply_add")
+    fields = {"clinic": clinic.pk, "title": "Endereço", "text": "Rua das Flores, 100 — 2º andar", "position": 0}
+
+    refused = client_for(receptionist).post(add, {**fields, "active": "on"})
+    created = client_for(manager).post(add, {**fields, "active": "on"})
+
+    assert refused.status_code == 403
+    assert created.status_code == 302
+    conv = conversation(clinic)
+    page = client_for(receptionist).get(reverse("admin:conversations_conversation_desk", args=[conv.pk]))
+    assert "Rua das Flores, 100 — 2º andar" in page.content.decode()
