@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from conversations.models import (
     AttentionReason,
@@ -20,8 +21,10 @@ from conversations.models import (
     ConversationOwner,
     Message,
     QuickReply,
+    Turn,
+    TurnOutcome,
 )
-from patients.models import PatientGuardian
+from patients.models import AuditEntry, PatientGuardian
 from scheduling.models import Appointment, AppointmentStatus
 
 # The inbox lists at most this many conversations that need staff (they are rarely more than a few dozen) and pages
@@ -154,10 +157,27 @@ def inbox_counts(query: InboxQuery) -> dict[str, int]:
 # --- The conversation page -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SystemEvent:
+    """A line in the transcript that is not a message: who took the conversation over, gave it back, closed it."""
+
+    at: datetime.datetime
+    text: str
+    is_event: bool = True
+
+
+_EVENT_TEXTS = {
+    "take_over": lambda who: _("%(who)s took the conversation over") % {"who": who},
+    "give_back": lambda who: _("%(who)s gave the conversation back to the assistant") % {"who": who},
+    "close": lambda who: _("%(who)s closed the conversation") % {"who": who},
+    "assign": lambda who: _("%(who)s changed who the conversation is assigned to") % {"who": who},
+}
+
+
 @dataclass
 class ConversationPage:
     conversation: Conversation
-    messages: list[Message]
+    messages: list[Message | SystemEvent]
     older: int | None  # the id to load older messages before, None when the start is shown
     notes: list[ConversationNote]
     upcoming: list[Appointment]
@@ -191,10 +211,14 @@ def conversation_page(*, conversation: Conversation, before_id: int | None = Non
     patient = conversation.patient
     now = timezone.now()
     messages, older = transcript(conversation=conversation, before_id=before_id)
+    events = _events(conversation, since=messages[0].created_at if older and messages else None,
+                     until=messages[-1].created_at if before_id is not None and messages else None)  # fmt: skip
     appointments = Appointment.objects.filter(patient=patient).select_related("professional", "service")
     return ConversationPage(
         conversation=conversation,
-        messages=messages,
+        messages=sorted(
+            [*messages, *events], key=lambda item: item.created_at if isinstance(item, Message) else item.at
+        ),
         older=older,
         notes=list(ConversationNote.objects.filter(conversation=conversation).order_by("-created_at", "-id")[:50]),
         upcoming=list(
@@ -210,3 +234,33 @@ def conversation_page(*, conversation: Conversation, before_id: int | None = Non
         ),
         quick_replies=list(QuickReply.objects.filter(clinic_id=conversation.clinic_id, active=True)),
     )
+
+
+def _events(
+    conversation: Conversation, *, since: datetime.datetime | None, until: datetime.datetime | None
+) -> list[SystemEvent]:
+    """Staff's desk actions (the audit trail) and the assistant's hand-offs within the transcript's time window."""
+    window = Q()
+    if since is not None:
+        window &= Q(at__gte=since)
+    if until is not None:
+        window &= Q(at__lte=until)
+    audited = AuditEntry.objects.filter(
+        window,
+        content_type__app_label="conversations",  # a join, not a lookup query: the page's count stays fixed
+        content_type__model="conversation",
+        object_id=str(conversation.pk),
+        action_name__in=list(_EVENT_TEXTS),
+    ).order_by("-at")[:50]
+    events = [SystemEvent(at=e.at, text=_EVENT_TEXTS[e.action_name](e.actor_label)) for e in audited]
+    handoffs = Turn.objects.filter(conversation=conversation, outcome=TurnOutcome.HANDED_OFF, finished_at__isnull=False)
+    if since is not None:
+        handoffs = handoffs.filter(finished_at__gte=since)
+    if until is not None:
+        handoffs = handoffs.filter(finished_at__lte=until)
+    assistant = conversation.clinic.assistant_name
+    events += [
+        SystemEvent(at=at, text=_("%(name)s passed the conversation to the staff") % {"name": assistant})
+        for at in handoffs.order_by("-finished_at").values_list("finished_at", flat=True)[:50]
+    ]
+    return events

@@ -240,6 +240,9 @@ def test_take_over_answer_and_give_back_from_the_page() -> None:
     assert not conv.needs_attention, "a person answered: the flag is cleared"
 
     client.post(url, {"action": "give_back"})
+    page = client.get(url).content.decode()
+    assert f"{user.username} assumiu a conversa" in page, "the transcript shows who took it over"
+    assert f"{user.username} devolveu a conversa à assistente" in page
     conv.refresh_from_db()
     assert conv.owner == ConversationOwner.AI and conv.assigned_to is None
     entries = list(AuditEntry.objects.filter(object_id=str(conv.pk)).order_by("at", "id"))
