@@ -9,7 +9,9 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import path
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -23,9 +25,12 @@ from cecilia.admin_scoping import (
 )
 from conversations import admin_views
 from conversations.desk import views as desk_views
+from conversations.live import live_conversation
 from conversations.models import Conversation, FaqEntry, InboundEvent, LlmUsage, Message, QuickReply
 from patients.admin import register_patient_inline
 from patients.admin_audit import AccessLoggedAdminMixin
+from patients.audit import audit_changes, audit_record, audit_snapshot
+from patients.models import AuditAction
 
 
 class ReadOnlyAdminMixin:
@@ -56,6 +61,10 @@ class MessageInline(ClinicScopedTabularInline):
         return super().get_queryset(request).order_by("created_at", "id")
 
 
+# What the conversation's form may change that the desk's buttons change too.
+_FORM_AUDITED = ("owner", "assigned_to", "needs_attention", "attention_reason", "handoff_summary")
+
+
 @admin.register(Conversation)
 class ConversationAdmin(AccessLoggedAdminMixin, ClinicScopedAdmin):
     list_display = ("patient", "owner", "needs_attention", "attention_reason", "assigned_to", "last_inbound_at")
@@ -69,6 +78,29 @@ class ConversationAdmin(AccessLoggedAdminMixin, ClinicScopedAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # conversations start when a patient writes (or the simulator does)
+
+    @admin.display(description=_("desk"))
+    def desk_link(self, obj: Conversation) -> str:
+        url = reverse("admin:conversations_conversation_desk", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Open at the desk"))
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return (*super().get_list_display(request), "desk_link")
+
+    def save_model(self, request: HttpRequest, obj: Conversation, form: Any, change: bool) -> None:
+        """The form edits what the desk's buttons do (owner, assignee, flag): audited and published live the same."""
+        watched = [name for name in _FORM_AUDITED if name in form.changed_data]
+        before = audit_snapshot(Conversation.objects.get(pk=obj.pk), fields=watched) if change and watched else {}
+        if "owner" in watched:
+            obj.owner_since = timezone.now()
+        super().save_model(request, obj, form, change)
+        if not before:
+            return
+        audit_record(
+            actor=request.user, clinic_id=obj.clinic_id, action=AuditAction.UPDATE, obj=obj,
+            patient_id=obj.patient_id, changes=audit_changes(before, audit_snapshot(obj, fields=watched)),
+        )  # fmt: skip
+        live_conversation(conversation_id=obj.pk, data={"owner": obj.owner, "needs_attention": obj.needs_attention})
 
     def get_urls(self) -> list[Any]:
         """The desk (inbox and conversation page, conversations/desk/views.py), the WhatsApp simulator and the

@@ -204,6 +204,10 @@ def test_a_receptionist_can_assign_a_conversation_to_a_colleague_of_the_clinic(
     assert client.post(url, data).status_code == 302
     conversation.refresh_from_db()
     assert conversation.assigned_to == manager_a
+    from patients.models import AuditEntry
+
+    entry = AuditEntry.objects.get(object_id=str(conversation.pk))
+    assert entry.actor == receptionist_a and entry.changes["assigned_to"] == [None, manager_a.username]
 
 
 @pytest.mark.django_db
