@@ -27,7 +27,7 @@ from conversations.models import (
     MessageAuthor,
 )
 from conversations.outbox import OutsideWhatsAppWindow, message_queue_outbound
-from patients.audit import audit_record
+from patients.audit import audit_changes, audit_record, audit_snapshot
 from patients.models import AuditAction
 
 # WhatsApp's own limit for a text message.
@@ -43,7 +43,35 @@ def _locked(conversation_id: int) -> Conversation:
     return Conversation.objects.select_for_update().get(pk=conversation_id)
 
 
+# What the desk's actions change; a snapshot of these before an action gives its audit entry's before and after.
+_TRACKED = (
+    "owner", "owner_since", "assigned_to", "needs_attention", "attention_reason", "closed_at", "unread_count",
+)  # fmt: skip
+
+
+def _snapshot(conversation: Conversation) -> dict[str, Any]:
+    """The tracked fields as the audit trail shows them (patients.audit: names, labels, clinic-local times)."""
+    return audit_snapshot(conversation, fields=_TRACKED)
+
+
+def _save(conversation: Conversation, before: dict[str, Any], now: datetime.datetime) -> dict[str, list[Any]]:
+    """Save the tracked fields that changed since `before` and publish them live; return the changes."""
+    changes = audit_changes(before, _snapshot(conversation))
+    if changes:
+        conversation.updated_at = now
+        conversation.save(update_fields=[*changes, "updated_at"])
+        live_conversation(
+            conversation_id=conversation.pk,
+            data={"owner": conversation.owner, "needs_attention": conversation.needs_attention},
+        )
+    return changes
+
+
 def _audit(conversation: Conversation, user: Any, action_name: str, changes: dict[str, list[Any]]) -> None:
+    """One audit entry for a desk action that changed something beyond the read marker."""
+    changes = {name: values for name, values in changes.items() if name != "unread_count"}
+    if not changes:
+        return
     audit_record(
         actor=user,
         clinic_id=conversation.clinic_id,
@@ -53,31 +81,6 @@ def _audit(conversation: Conversation, user: Any, action_name: str, changes: dic
         changes=changes,
         action_name=action_name,
     )
-
-
-def _save(conversation: Conversation, before: dict[str, Any], now: datetime.datetime) -> dict[str, list[Any]]:
-    """Save the fields that changed from `before`; return them as audit changes and publish them live."""
-    changed = {
-        name: [old, getattr(conversation, name)] for name, old in before.items() if getattr(conversation, name) != old
-    }
-    if changed:
-        conversation.updated_at = now
-        conversation.save(update_fields=[*changed, "updated_at"])
-        live_conversation(
-            conversation_id=conversation.pk,
-            data={"owner": conversation.owner, "needs_attention": conversation.needs_attention},
-        )
-    return {name: [_plain(old), _plain(new)] for name, (old, new) in changed.items()}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    return getattr(value, "pk", value)
-
-
-def _snapshot(conversation: Conversation, *names: str) -> dict[str, Any]:
-    return {name: getattr(conversation, name) for name in names}
 
 
 def _clear_flag(conversation: Conversation) -> None:
@@ -93,16 +96,14 @@ def conversation_take_over(*, conversation_id: int, user: Any, now: datetime.dat
     now = now or timezone.now()
     with transaction.atomic():
         conversation = _locked(conversation_id)
-        before = _snapshot(conversation, "owner", "owner_since", "assigned_to_id", "closed_at")
+        before = _snapshot(conversation)
         if conversation.owner != ConversationOwner.HUMAN:
             conversation.owner = ConversationOwner.HUMAN
             conversation.owner_since = now
         if conversation.assigned_to_id is None:
             conversation.assigned_to_id = user.pk
         conversation.closed_at = None
-        changes = _save(conversation, before, now)
-        if changes:
-            _audit(conversation, user, "take_over", changes)
+        _audit(conversation, user, "take_over", _save(conversation, before, now))
     return conversation
 
 
@@ -111,17 +112,13 @@ def conversation_give_back(*, conversation_id: int, user: Any, now: datetime.dat
     now = now or timezone.now()
     with transaction.atomic():
         conversation = _locked(conversation_id)
-        before = _snapshot(
-            conversation, "owner", "owner_since", "assigned_to_id", "needs_attention", "attention_reason"
-        )
+        before = _snapshot(conversation)
         if conversation.owner != ConversationOwner.AI:
             conversation.owner = ConversationOwner.AI
             conversation.owner_since = now
         conversation.assigned_to_id = None
         _clear_flag(conversation)
-        changes = _save(conversation, before, now)
-        if changes:
-            _audit(conversation, user, "give_back", changes)
+        _audit(conversation, user, "give_back", _save(conversation, before, now))
     return conversation
 
 
@@ -130,10 +127,7 @@ def conversation_close(*, conversation_id: int, user: Any, now: datetime.datetim
     now = now or timezone.now()
     with transaction.atomic():
         conversation = _locked(conversation_id)
-        before = _snapshot(
-            conversation, "owner", "owner_since", "assigned_to_id", "needs_attention", "attention_reason",
-            "closed_at", "unread_count",
-        )  # fmt: skip
+        before = _snapshot(conversation)
         if conversation.owner != ConversationOwner.AI:
             conversation.owner = ConversationOwner.AI
             conversation.owner_since = now
@@ -141,9 +135,7 @@ def conversation_close(*, conversation_id: int, user: Any, now: datetime.datetim
         conversation.closed_at = now
         conversation.unread_count = 0
         _clear_flag(conversation)
-        changes = _save(conversation, before, now)
-        if changes:
-            _audit(conversation, user, "close", {k: v for k, v in changes.items() if k != "unread_count"})
+        _audit(conversation, user, "close", _save(conversation, before, now))
     return conversation
 
 
@@ -156,11 +148,9 @@ def conversation_assign(
         conversation = _locked(conversation_id)
         if assignee_id is not None and not _works_at(assignee_id, conversation.clinic_id):
             raise DeskError(_("Choose someone who works at this clinic."))
-        before = _snapshot(conversation, "assigned_to_id")
+        before = _snapshot(conversation)
         conversation.assigned_to_id = assignee_id
-        changes = _save(conversation, before, now)
-        if changes:
-            _audit(conversation, user, "assign", changes)
+        _audit(conversation, user, "assign", _save(conversation, before, now))
     return conversation
 
 
@@ -199,10 +189,7 @@ def staff_reply_send(*, conversation_id: int, user: Any, text: str, now: datetim
             )
         except OutsideWhatsAppWindow as exc:
             raise DeskError(str(exc.message)) from None
-        before = _snapshot(
-            conversation, "owner", "owner_since", "assigned_to_id", "needs_attention", "attention_reason",
-            "closed_at", "unread_count",
-        )  # fmt: skip
+        before = _snapshot(conversation)
         if took_over:
             conversation.owner = ConversationOwner.HUMAN
             conversation.owner_since = now
@@ -213,7 +200,7 @@ def staff_reply_send(*, conversation_id: int, user: Any, text: str, now: datetim
         _clear_flag(conversation)
         changes = _save(conversation, before, now)
         if took_over:
-            _audit(conversation, user, "take_over", {k: v for k, v in changes.items() if k != "unread_count"})
+            _audit(conversation, user, "take_over", changes)
     return message
 
 

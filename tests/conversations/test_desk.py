@@ -247,7 +247,11 @@ def test_take_over_answer_and_give_back_from_the_page() -> None:
     assert conv.owner == ConversationOwner.AI and conv.assigned_to is None
     entries = list(AuditEntry.objects.filter(object_id=str(conv.pk)).order_by("at", "id"))
     assert [e.action_name for e in entries] == ["take_over", "give_back"]
-    assert entries[0].actor == user and entries[0].changes["owner"] == ["ai", "human"]
+    assert entries[0].actor == user
+    # As the audit page shows it: labels and the assignee's name, not codes and ids.
+    assert entries[0].changes["owner"] == [str(ConversationOwner.AI.label), str(ConversationOwner.HUMAN.label)]
+    assert entries[0].changes["assigned_to"] == [None, user.username]
+    assert "unread_count" not in entries[0].changes
     assert entries[0].patient_id == conv.patient_id
 
 
