@@ -13,16 +13,18 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Model
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
+from cecilia.admin_scoping import role_allows_on
 from cecilia.models import Clinic
 from cecilia.selectors import clinic_ids_allowing
 from conversations.desk import selectors, services
-from conversations.models import Conversation, ConversationOwner
+from conversations.models import Conversation, ConversationNote, ConversationOwner, Message
 from patients.audit import patient_access_record
 from patients.models import AccessKind
 from scheduling.errors import BookingError
@@ -30,19 +32,10 @@ from scheduling.models import Appointment, Professional
 from scheduling.services import Actor, appointment_cancel, appointment_confirm
 
 
-def _visible(request: HttpRequest, action: str = "view", model: str = "conversation") -> frozenset[int] | None:
-    return clinic_ids_allowing(request.user, action, "conversations", model)
-
-
 def _require_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> frozenset[int] | None:
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
-    return _visible(request)
-
-
-def _allowed(request: HttpRequest, clinic_id: int, action: str, app: str, model: str) -> bool:
-    ids = clinic_ids_allowing(request.user, action, app, model)
-    return ids is None or clinic_id in ids
+    return clinic_ids_allowing(request.user, "view", "conversations", "conversation")
 
 
 # --- Inbox ---------------------------------------------------------------------------------------------------------
@@ -96,16 +89,15 @@ def _before_id(request: HttpRequest) -> int | None:
 
 def _desk_context(request: HttpRequest, conversation: Conversation) -> dict[str, Any]:
     page = selectors.conversation_page(conversation=conversation, before_id=_before_id(request))
-    clinic_id = conversation.clinic_id
     return {
         "page": page,
         "conversation": conversation,
         "patient": conversation.patient,
         "staff_owns": conversation.owner == ConversationOwner.HUMAN,
-        "can_change": _allowed(request, clinic_id, "change", "conversations", "conversation"),
-        "can_reply": _allowed(request, clinic_id, "add", "conversations", "message"),
-        "can_note": _allowed(request, clinic_id, "add", "conversations", "conversationnote"),
-        "can_change_appointments": _allowed(request, clinic_id, "change", "scheduling", "appointment"),
+        "can_change": role_allows_on(request, "change", Conversation, conversation),
+        "can_reply": role_allows_on(request, "add", Message, conversation),
+        "can_note": role_allows_on(request, "add", ConversationNote, conversation),
+        "can_change_appointments": role_allows_on(request, "change", Appointment, conversation),
         "transcript_url": reverse("admin:conversations_conversation_desk_transcript", args=[conversation.pk]),
     }
 
@@ -164,17 +156,17 @@ def desk_media(
     return response
 
 
-# The conversation page's form posts: the action's name → (app, model, permission) it needs at the clinic.
-_ACTIONS = {
-    "take_over": ("conversations", "conversation", "change"),
-    "give_back": ("conversations", "conversation", "change"),
-    "close": ("conversations", "conversation", "change"),
-    "assign_me": ("conversations", "conversation", "change"),
-    "unassign": ("conversations", "conversation", "change"),
-    "reply": ("conversations", "message", "add"),
-    "note": ("conversations", "conversationnote", "add"),
-    "appointment_confirm": ("scheduling", "appointment", "change"),
-    "appointment_cancel": ("scheduling", "appointment", "change"),
+# The conversation page's form posts: the action's name → the permission and model it needs at the clinic.
+_ACTIONS: dict[str, tuple[str, type[Model]]] = {
+    "take_over": ("change", Conversation),
+    "give_back": ("change", Conversation),
+    "close": ("change", Conversation),
+    "assign_me": ("change", Conversation),
+    "unassign": ("change", Conversation),
+    "reply": ("add", Message),
+    "note": ("add", ConversationNote),
+    "appointment_confirm": ("change", Appointment),
+    "appointment_cancel": ("change", Appointment),
 }
 
 
@@ -183,8 +175,8 @@ def _desk_action(request: HttpRequest, conversation: Conversation) -> None:
     if action not in _ACTIONS:
         messages.error(request, _("Unknown action. Reload the page and try again."))
         return
-    app, model, permission = _ACTIONS[action]
-    if not _allowed(request, conversation.clinic_id, permission, app, model):
+    permission, model = _ACTIONS[action]
+    if not role_allows_on(request, permission, model, conversation):  # the conversation's clinic is the row's
         raise PermissionDenied
     user, pk = request.user, conversation.pk
     try:

@@ -342,7 +342,7 @@ def test_quick_actions_confirm_an_upcoming_appointment_as_staff() -> None:
     assert appointment.updated_by_user == user
 
 
-def test_a_manager_only_action_is_refused_where_the_role_does_not_allow_it() -> None:
+def test_an_unknown_action_is_refused_in_words_and_changes_nothing() -> None:
     clinic = factories.clinic()
     manager = factories.staff_user(clinic, role=StaffRole.MANAGER)
     conv = conversation(clinic)
@@ -352,6 +352,28 @@ def test_a_manager_only_action_is_refused_where_the_role_does_not_allow_it() -> 
 
     assert response.status_code == 200
     assert [str(m) for m in response.context["messages"]] == ["Ação desconhecida. Recarregue a página e tente de novo."]
+    conv.refresh_from_db()
+    assert conv.owner == ConversationOwner.AI and not AuditEntry.objects.exists()
+
+
+def test_a_quick_action_on_another_patients_appointment_is_refused_and_changes_nothing() -> None:
+    clinic, other = factories.clinic(), factories.clinic()
+    user = factories.staff_user(clinic)
+    conv = conversation(clinic)
+    elsewhere = factories.patient(other)
+    dra = factories.professional(other)
+    theirs = factories.appointment(
+        patient=elsewhere, professional=dra, service=factories.service(other, professionals=[dra])
+    )
+    url = reverse("admin:conversations_conversation_desk", args=[conv.pk])
+
+    response = client_for(user).post(url, {"action": "appointment_cancel", "appointment": theirs.pk}, follow=True)
+
+    assert [str(m) for m in response.context["messages"]] == [
+        "Esse agendamento não é mais deste paciente. Recarregue a página."
+    ]
+    theirs.refresh_from_db()
+    assert theirs.status == AppointmentStatus.SCHEDULED
 
 
 def test_media_is_served_to_the_clinic_staff_only() -> None:
