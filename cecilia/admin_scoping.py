@@ -269,3 +269,17 @@ class ClinicScopedInlineMixin(_ScopedFormFieldsMixin):
 
 class ClinicScopedTabularInline(ClinicScopedInlineMixin, admin.TabularInline):
     exclude = ("clinic",)
+
+
+class ReadOnlyAdminMixin:
+    """Records of what happened (messages, raw events, usage, the audit trail): staff read them; only Cecilia's
+    services write them."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -20,6 +20,7 @@ from django.utils.translation import ngettext
 from cecilia.admin_scoping import (
     ClinicScopedAdmin,
     ClinicScopedTabularInline,
+    ReadOnlyAdminMixin,
     ScopedRelatedFilter,
     role_allows_on,
     scope_queryset,
@@ -32,20 +33,6 @@ from patients.admin import register_patient_inline
 from patients.admin_audit import AccessLoggedAdminMixin
 from patients.audit import audit_changes, audit_record, audit_snapshot
 from patients.models import AuditAction
-
-
-class ReadOnlyAdminMixin:
-    """Records of what happened: staff read them; only Cecilia writes them (through the same services)."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 # How many messages the conversation's admin page shows; the desk pages through all of them.
 RECENT_MESSAGES = 30

@@ -26,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
-from cecilia.admin_scoping import ClinicScopedAdmin, ScopedRelatedFilter
+from cecilia.admin_scoping import ClinicScopedAdmin, ReadOnlyAdminMixin, ScopedRelatedFilter
 from patients.audit import audit_changes, audit_record, audit_snapshot, patient_access_record
 from patients.models import AccessKind, AuditAction, AuditEntry, Patient, PatientAccess
 
@@ -193,19 +193,10 @@ def _record_deleted(request: HttpRequest, obj: Any) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-class _ReadOnlyRecordAdmin(ClinicScopedAdmin):
+class _ReadOnlyRecordAdmin(ReadOnlyAdminMixin, ClinicScopedAdmin):
     """Records of what happened: managers read them, only `patients.audit` writes them."""
 
     list_per_page = 100
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         # The patient page links here filtered by patient; the queryset is clinic-scoped whatever the filter.

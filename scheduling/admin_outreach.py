@@ -30,6 +30,7 @@ from cecilia.admin_scoping import (
     ClinicInlineFormSet,
     ClinicScopedAdmin,
     ClinicScopedTabularInline,
+    ReadOnlyAdminMixin,
     ScopedRelatedFilter,
     scope_queryset,
 )
@@ -270,7 +271,7 @@ class _StepColumns:
         )
 
 
-class ReminderStepInline(_StepColumns, ClinicScopedTabularInline):
+class ReminderStepInline(ReadOnlyAdminMixin, _StepColumns, ClinicScopedTabularInline):
     """The appointment's reminders and follow-ups, oldest first: what went out, what is planned, and why not."""
 
     model = ReminderStep
@@ -285,15 +286,6 @@ class ReminderStepInline(_StepColumns, ClinicScopedTabularInline):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return steps_visible(super().get_queryset(request).select_related("message"), request)
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 def _step_retry(step: ReminderStep) -> bool:
     """Queue the step's failed message again; False when there is nothing to retry.
@@ -307,7 +299,7 @@ def _step_retry(step: ReminderStep) -> bool:
 
 
 @admin.register(ReminderStep)
-class ReminderStepAdmin(_StepColumns, ClinicScopedAdmin):
+class ReminderStepAdmin(ReadOnlyAdminMixin, _StepColumns, ClinicScopedAdmin):
     """Read-only: steps are planned by the booking services and sent by the sweep; staff read and resend."""
 
     list_display = (
@@ -350,15 +342,6 @@ class ReminderStepAdmin(_StepColumns, ClinicScopedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return steps_visible(super().get_queryset(request), request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         # Resending is sending a message: the right to write one, at the clinic (as in the message admin).
@@ -513,7 +496,7 @@ class WaitlistEntryAdmin(AuditedAdminMixin, ClinicScopedAdmin):
 
 
 @admin.register(WaitlistOffer)
-class WaitlistOfferAdmin(ClinicScopedAdmin):
+class WaitlistOfferAdmin(ReadOnlyAdminMixin, ClinicScopedAdmin):
     """Read-only: offers are made and answered by Cecília (scheduling.waitlist)."""
 
     list_display = ("created_at", "patient", "professional", "start", "expires_at", "status", "clinic")
@@ -525,15 +508,6 @@ class WaitlistOfferAdmin(ClinicScopedAdmin):
     @admin.display(description=_("patient"), ordering="entry__patient__full_name")
     def patient(self, obj: WaitlistOffer) -> str:
         return f"{obj.entry.patient.display_name} — {obj.entry.service.name}"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --------------------------------------------------------------------------------------------------------------
