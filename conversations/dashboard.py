@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When, Window
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When, Window
 from django.db.models.functions import TruncDate
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -515,6 +515,20 @@ def _chart_assistant_alone(
     )
 
 
+def _daily_counts(
+    rows: QuerySet, field: str, *, clinic: Clinic, start: datetime.datetime, end: datetime.datetime
+) -> dict[tuple[datetime.date, str], int]:
+    """Rows created in [start, end) counted per clinic-local day and `field` value, in one grouped query."""
+    grouped = (
+        rows.filter(created_at__gte=start, created_at__lt=end)
+        .annotate(day=TruncDate("created_at", tzinfo=clinic.tz))
+        .values("day", field)
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return {(row["day"], row[field]): row["n"] for row in grouped}
+
+
 def _count_series(
     day_list: list[datetime.date], rows: dict[tuple[datetime.date, str], int], key: str, label: str
 ) -> Series:
@@ -541,14 +555,7 @@ def _chart_bookings(
     *, clinic: Clinic, day_list: list[datetime.date], start: datetime.datetime, end: datetime.datetime
 ) -> Chart:
     """Appointments booked each clinic-local day (by when they were booked, cancelled later or not), per channel."""
-    rows = (
-        Appointment.objects.filter(clinic=clinic, created_at__gte=start, created_at__lt=end)
-        .annotate(day=TruncDate("created_at", tzinfo=clinic.tz))
-        .values("day", "source")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    counts = {(r["day"], r["source"]): r["n"] for r in rows}
+    counts = _daily_counts(Appointment.objects.filter(clinic=clinic), "source", clinic=clinic, start=start, end=end)
     return _count_chart(
         key="bookings",
         title=_("Bookings by channel"),
@@ -615,14 +622,7 @@ def _chart_messages(
     *, clinic: Clinic, day_list: list[datetime.date], start: datetime.datetime, end: datetime.datetime
 ) -> Chart:
     """WhatsApp messages each clinic-local day: received from patients and sent (assistant, staff, reminders)."""
-    rows = (
-        Message.objects.filter(clinic=clinic, created_at__gte=start, created_at__lt=end)
-        .annotate(day=TruncDate("created_at", tzinfo=clinic.tz))
-        .values("day", "direction")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    counts = {(r["day"], r["direction"]): r["n"] for r in rows}
+    counts = _daily_counts(Message.objects.filter(clinic=clinic), "direction", clinic=clinic, start=start, end=end)
     return _count_chart(
         key="messages",
         title=_("Messages per day"),
