@@ -99,7 +99,11 @@ class ConversationAdmin(AccessLoggedAdminMixin, ClinicScopedAdmin):
             actor=request.user, clinic_id=obj.clinic_id, action=AuditAction.UPDATE, obj=obj,
             patient_id=obj.patient_id, changes=audit_changes(before, audit_snapshot(obj, fields=watched)),
         )  # fmt: skip
-        live_conversation(conversation_id=obj.pk, data={"owner": obj.owner, "needs_attention": obj.needs_attention})
+        live_conversation(
+            conversation_id=obj.pk,
+            data={"owner": obj.owner, "needs_attention": obj.needs_attention},
+            clinic_id=obj.clinic_id,
+        )
 
     def get_urls(self) -> list[Any]:
         """The desk (inbox and conversation page, conversations/desk/views.py), the WhatsApp simulator and the

@@ -58,8 +58,12 @@ def live_message(*, message: Any, status: str | None = None) -> None:
     )
 
 
-def live_conversation(*, conversation_id: int, data: dict[str, Any]) -> None:
-    """A conversation's flag or owner changed, for callers that hold its id only: its clinic is read after commit."""
+def live_conversation(*, conversation_id: int, data: dict[str, Any], clinic_id: int | None = None) -> None:
+    """A conversation's flag, owner or read state changed. Without `clinic_id` (callers that hold the id only) the
+    clinic is read after commit; with it, nothing is read."""
+    if clinic_id is not None:
+        live_publish(clinic_id=clinic_id, event="conversation", conversation_id=conversation_id, data=data)
+        return
     payload: dict[str, _Scalar] = {"event": "conversation", "conversation_id": conversation_id}
     payload |= {key: _scalar(value) for key, value in data.items()}
     transaction.on_commit(lambda: _send_for_conversation(conversation_id, payload))

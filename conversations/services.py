@@ -204,7 +204,9 @@ def _conversation_touch(
         # owner_since stays: the idle hand-back counts from staff's last message, which this one is.
         conversation.owner = ConversationOwner.HUMAN
         changed.append("owner")
-        live_conversation(conversation_id=conversation.pk, data={"owner": conversation.owner})
+        live_conversation(
+            conversation_id=conversation.pk, data={"owner": conversation.owner}, clinic_id=conversation.clinic_id
+        )
     if changed:
         conversation.save(update_fields=[*changed, "updated_at"])
 

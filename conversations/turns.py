@@ -207,7 +207,7 @@ def _apply_guard(conversation: Conversation, turn: Turn, guard: guardrails.Guard
             current.owner_since = now
             current.handoff_summary = guard.summary
             fields += ["owner", "owner_since", "handoff_summary"]
-            live_conversation(conversation_id=current.pk, data={"owner": current.owner})
+            live_conversation(conversation_id=current.pk, data={"owner": current.owner}, clinic_id=current.clinic_id)
         current.save(update_fields=fields)
         outcome = TurnOutcome.HANDED_OFF if guard.stop_assistant else TurnOutcome.ANSWERED
         _finish(turn, outcome, now=now, conversation=current, reason=_GUARD_ATTENTION.get(guard.kind))
@@ -265,7 +265,9 @@ def _hand_back_if_idle(conversation: Conversation, now: datetime.datetime) -> No
     )
     if updated:
         conversation.owner = ConversationOwner.AI
-        live_conversation(conversation_id=conversation.pk, data={"owner": ConversationOwner.AI})
+        live_conversation(
+            conversation_id=conversation.pk, data={"owner": ConversationOwner.AI}, clinic_id=conversation.clinic_id
+        )
 
 
 def _decide(
@@ -340,7 +342,9 @@ def _answer(
                 current.owner_since = now
                 current.handoff_summary = reply.handoff_summary
                 fields += ["owner", "owner_since", "handoff_summary"]
-                live_conversation(conversation_id=current.pk, data={"owner": current.owner})
+                live_conversation(
+                    conversation_id=current.pk, data={"owner": current.owner}, clinic_id=current.clinic_id
+                )
             current.save(update_fields=fields)
             outcome = TurnOutcome.HANDED_OFF if reply.handoff else TurnOutcome.ANSWERED
             reason = reply.attention_reason or (AttentionReason.HANDOFF if reply.handoff else None) or attention

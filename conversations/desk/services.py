@@ -63,6 +63,7 @@ def _save(conversation: Conversation, before: dict[str, Any], now: datetime.date
         live_conversation(
             conversation_id=conversation.pk,
             data={"owner": conversation.owner, "needs_attention": conversation.needs_attention},
+            clinic_id=conversation.clinic_id,
         )
     return changes
 
@@ -220,5 +221,5 @@ def conversation_note_add(*, conversation_id: int, user: Any, text: str) -> Conv
             author_label=user.get_full_name() or user.get_username(),
             text=text,
         )
-        live_conversation(conversation_id=conversation.pk, data={"note_id": note.pk})
+        live_conversation(conversation_id=conversation.pk, data={"note_id": note.pk}, clinic_id=note.clinic_id)
     return note

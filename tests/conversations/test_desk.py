@@ -202,20 +202,19 @@ def test_opening_a_conversation_marks_it_read_and_logs_the_access() -> None:
     assert access.user == user and access.kind == "conversation"
 
 
-def test_a_new_patient_message_counts_as_unread_and_opens_a_closed_conversation() -> None:
+def test_a_new_patient_message_counts_once_as_unread_and_opens_a_closed_conversation() -> None:
     from conversations.services import message_receive
     from integrations.whatsapp.base import InboundMessage, Kind
 
     clinic = factories.clinic()
     conv = conversation(clinic, closed_at=timezone.now())
     phone = conv.patient.phone.lstrip("+")
-    message_receive(
-        clinic=clinic,
-        inbound=InboundMessage(
-            provider_message_id="DESK0001", chat_id=f"{phone}@s.whatsapp.net", phone=phone, lid=None,
-            from_me=False, sender_name="", kind=Kind.TEXT, text="Voltei",
-        ),
+    inbound = InboundMessage(
+        provider_message_id="DESK0001", chat_id=f"{phone}@s.whatsapp.net", phone=phone, lid=None,
+        from_me=False, sender_name="", kind=Kind.TEXT, text="Voltei",
     )  # fmt: skip
+    message_receive(clinic=clinic, inbound=inbound)
+    message_receive(clinic=clinic, inbound=inbound)  # the provider delivers it again: counted once
 
     conv.refresh_from_db()
     assert conv.unread_count == 1

@@ -212,3 +212,34 @@ def test_a_channel_layer_outage_is_logged_without_text_and_never_raised(clinic_a
     [record] = [r for r in caplog.records if r.name == "conversations.live"]
     assert "not published" in record.getMessage()
     assert "dor no peito" not in caplog.text and "987654321" not in caplog.text
+
+
+def test_a_take_over_at_the_desk_is_heard_by_the_clinics_staff_only(clinic_a, clinic_b, receptionist_a):
+    from conversations.desk.services import conversation_take_over
+
+    message_a = receive(clinic_a)
+    message_b = receive(clinic_b, phone="5511911113333")
+    staff_b = factories.staff_user(clinic_b)
+    cookie = session_cookie(receptionist_a)
+
+    async def scenario() -> list[dict]:
+        communicator = socket(cookie)
+        connected, _ = await communicator.connect()
+        assert connected
+        await sync_to_async(conversation_take_over)(conversation_id=message_b.conversation_id, user=staff_b)
+        await sync_to_async(conversation_take_over)(conversation_id=message_a.conversation_id, user=receptionist_a)
+        heard = [await communicator.receive_json_from(timeout=3)]
+        assert await communicator.receive_nothing(timeout=0.3)
+        await communicator.disconnect()
+        return heard
+
+    heard = async_to_sync(scenario)()
+
+    assert heard == [
+        {
+            "event": "conversation",
+            "conversation_id": message_a.conversation_id,
+            "owner": "human",
+            "needs_attention": False,
+        }
+    ]
