@@ -88,6 +88,31 @@ def percentile(samples: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
+class PageSamples:
+    """What the in-process page benches (bench.admin, bench.inbox) report of a page's measured requests. A mixin for
+    their result dataclasses, which hold `times_ms` (each request's wall time) and `queries` (each one's count)."""
+
+    times_ms: list[float]
+    queries: list[int]
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.times_ms, 50)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.times_ms, 99)
+
+    @property
+    def query_count(self) -> int:
+        return max(self.queries)
+
+    @property
+    def steady(self) -> bool:
+        """The page ran the same number of queries on every request."""
+        return min(self.queries) == max(self.queries)
+
+
 # --- benches that start real servers (bench.webhook, bench.turn) ------------------------------------------------
 
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)

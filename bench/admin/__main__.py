@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import BenchSetupError, django_start, percentile
+from bench import BenchSetupError, PageSamples, django_start, percentile
 
 PAGE_SIZES = (50, 100, 200)
 PATIENT_SEARCH = "silva"  # a common surname: hundreds of matches, more than the largest page
@@ -43,7 +43,7 @@ class Scenario:
 
 
 @dataclass
-class Result:
+class Result(PageSamples):
     scenario: Scenario
     page_size: int | None
     times_ms: list[float] = field(default_factory=list)
@@ -51,22 +51,6 @@ class Result:
     queries: list[int] = field(default_factory=list)
     rows: int | None = None
     last_sql: list[tuple[str, float]] = field(default_factory=list)  # (SQL, ms) of the last measured request
-
-    @property
-    def p50(self) -> float:
-        return percentile(self.times_ms, 50)
-
-    @property
-    def p99(self) -> float:
-        return percentile(self.times_ms, 99)
-
-    @property
-    def query_count(self) -> int:
-        return max(self.queries)
-
-    @property
-    def steady(self) -> bool:
-        return min(self.queries) == max(self.queries)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import BenchSetupError, django_start, percentile
+from bench import BenchSetupError, PageSamples, django_start, percentile
 
 INBOX_QUERIES = ("", "?filter=mine", "?filter=unassigned", "?state=human")
 
@@ -51,7 +51,7 @@ class Scenario:
 
 
 @dataclass
-class Result:
+class Result(PageSamples):
     scenario: Scenario
     times_ms: list[float] = field(default_factory=list)
     sql_ms: list[float] = field(default_factory=list)
@@ -63,22 +63,6 @@ class Result:
     @property
     def measured(self) -> bool:
         return bool(self.times_ms)
-
-    @property
-    def p50(self) -> float:
-        return percentile(self.times_ms, 50)
-
-    @property
-    def p99(self) -> float:
-        return percentile(self.times_ms, 99)
-
-    @property
-    def query_count(self) -> int:
-        return max(self.queries)
-
-    @property
-    def steady(self) -> bool:
-        return min(self.queries) == max(self.queries)
 
 
 def main(argv: list[str] | None = None) -> int:
