@@ -11,4 +11,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # Correlation ids follow requests into the tasks they enqueue (and tasks into theirs).
-import cecilia.observability.celery  # noqa: E402,F401
+import cecilia.observability.celery  # noqa: E402
+
+# The worker keeps its database connections between tasks (cecilia/worker_db.py).
+import cecilia.worker_db  # noqa: E402,F401

@@ -239,6 +239,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Task modules besides each app's tasks.py (which autodiscovery finds).
 CELERY_IMPORTS = ("conversations.media", "conversations.outbox", "conversations.voice", "conversations.waitlist_offers")
 CELERY_TASK_ALWAYS_EAGER = False
+# Celery's fixup would close the database connection after every task; the worker keeps it (cecilia/worker_db.py)
+# and recycles it after this many tasks at the latest.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 
 # --- Logging -----------------------------------------------------------------------------------------------------
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
