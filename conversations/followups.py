@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from django.db.models import Q
+from django.db.models import CharField, Q, Value
 
 from conversations.models import Conversation, Message
 from patients.models import PatientGuardian
@@ -44,24 +44,49 @@ class Followup:
 
 
 def pending_followup(conversation: Conversation, *, now: datetime.datetime) -> Followup | None:
-    """The newest question of Cecília's this conversation's patient has not answered yet, or None."""
-    found = [f for f in (_pending_step(conversation, now), _pending_offer(conversation, now)) if f is not None]
+    """The newest question of Cecília's this conversation's patient has not answered yet, or None.
+
+    One query on every turn (the engines ask each time): the newest open reminder step and the newest open offer,
+    side by side (UNION ALL of two LIMIT 1 parts). A step found costs a second query for its appointment.
+    """
+    since = now - FOLLOWUP_OPEN_FOR
+    steps = (
+        Message.objects.filter(
+            conversation_id=conversation.pk, reminder_step__status__in=_OPEN_STEP, created_at__gte=since
+        )
+        .annotate(source=Value(_STEP, output_field=CharField()))
+        .order_by("-created_at", "-id")
+        .values_list("source", "pk", "created_at")[:1]
+    )
+    # The patient's own offers and their dependents'.
+    dependents = PatientGuardian.objects.filter(guardian_id=conversation.patient_id).values("dependent_id")
+    offers = (
+        WaitlistOffer.objects.filter(
+            Q(status=OfferStatus.OFFERED) | Q(status=OfferStatus.EXPIRED, expires_at__gte=now - LATE_OFFER_ANSWER),
+            Q(entry__patient_id=conversation.patient_id) | Q(entry__patient_id__in=dependents),
+            entry__status=WaitlistStatus.WAITING,
+            start__gt=now,
+            created_at__gte=since,
+        )
+        .annotate(source=Value(WAITLIST_OFFER, output_field=CharField()))
+        .order_by("-created_at", "-id")
+        .values_list("source", "pk", "created_at")[:1]
+    )
+    found = []
+    for source, pk, at in steps.union(offers, all=True):
+        if source == WAITLIST_OFFER:
+            found.append(Followup(kind=WAITLIST_OFFER, at=at, offer_id=pk))
+        elif (step := _open_step(pk, now)) is not None:
+            found.append(step)
     return max(found, key=lambda f: f.at) if found else None
 
 
-def _pending_step(conversation: Conversation, now: datetime.datetime) -> Followup | None:
-    message = (
-        Message.objects.filter(
-            conversation_id=conversation.pk,
-            reminder_step__status__in=_OPEN_STEP,
-            created_at__gte=now - FOLLOWUP_OPEN_FOR,
-        )
-        .select_related("reminder_step__appointment")
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    if message is None:
-        return None
+_STEP = "step"
+
+
+def _open_step(message_id: int, now: datetime.datetime) -> Followup | None:
+    """The reminder step a message of Cecília's carried, unless it became moot."""
+    message = Message.objects.select_related("reminder_step__appointment").get(pk=message_id)
     step = message.reminder_step
     appointment = step.appointment
     if step.kind == StepKind.REMINDER and (
@@ -77,22 +102,3 @@ def _pending_step(conversation: Conversation, now: datetime.datetime) -> Followu
         step_id=step.pk,
         asks_confirmation=step.asks_confirmation and appointment.status == AppointmentStatus.SCHEDULED,
     )
-
-
-def _pending_offer(conversation: Conversation, now: datetime.datetime) -> Followup | None:
-    # The patient's own offers and their dependents', in one query (this runs on every turn).
-    dependents = PatientGuardian.objects.filter(guardian_id=conversation.patient_id).values("dependent_id")
-    offer = (
-        WaitlistOffer.objects.filter(
-            Q(status=OfferStatus.OFFERED) | Q(status=OfferStatus.EXPIRED, expires_at__gte=now - LATE_OFFER_ANSWER),
-            Q(entry__patient_id=conversation.patient_id) | Q(entry__patient_id__in=dependents),
-            entry__status=WaitlistStatus.WAITING,
-            start__gt=now,
-            created_at__gte=now - FOLLOWUP_OPEN_FOR,
-        )
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    if offer is None:
-        return None
-    return Followup(kind=WAITLIST_OFFER, at=offer.created_at, offer_id=offer.pk)

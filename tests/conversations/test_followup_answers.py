@@ -199,3 +199,32 @@ def test_a_dependents_waitlist_offer_is_the_open_question_in_the_guardians_chat(
     found = pending_followup(chat.conversation, now=NOW)
     assert found.kind == WAITLIST_OFFER
     assert found.offer_id == WaitlistOffer.objects.get(entry__patient=child).pk
+
+
+def test_the_newest_open_question_wins_and_a_moved_appointments_reminder_is_moot(world, django_assert_num_queries):
+    from conversations.followups import WAITLIST_OFFER, pending_followup
+    from scheduling.models import WaitlistEntry, WaitlistOffer
+
+    c, pro, svc, patient = world
+    chat = Chat(patient)
+    with django_assert_num_queries(1):  # every turn asks: one query when nothing is open
+        assert pending_followup(chat.conversation, now=NOW) is None
+
+    appointment = booked(c, pro, svc, patient, at(THURSDAY, 10))
+    step = reminded(chat, appointment)
+    entry = WaitlistEntry.objects.create(clinic=c, patient=patient, service=svc)
+    offer = WaitlistOffer.objects.create(
+        clinic=c, entry=entry, professional=pro, start=at(THURSDAY, 9), end=at(THURSDAY, 9, 30),
+        expires_at=NOW + datetime.timedelta(minutes=30),
+    )  # fmt: skip
+    Message.objects.filter(reminder_step=step).update(created_at=NOW - datetime.timedelta(hours=1))
+    WaitlistOffer.objects.filter(pk=offer.pk).update(created_at=NOW - datetime.timedelta(minutes=5))
+    assert pending_followup(chat.conversation, now=NOW).offer_id == offer.pk  # the offer was sent last
+
+    WaitlistOffer.objects.filter(pk=offer.pk).update(created_at=NOW - datetime.timedelta(hours=2))
+    found = pending_followup(chat.conversation, now=NOW)
+    assert (found.kind, found.step_id, found.appointment_id) == (StepKind.REMINDER, step.pk, appointment.pk)
+
+    type(appointment).objects.filter(pk=appointment.pk).update(start=at(THURSDAY, 15), end=at(THURSDAY, 15, 30))
+    found = pending_followup(chat.conversation, now=NOW)  # the reminder speaks of the old time: the offer is open
+    assert (found.kind, found.offer_id) == (WAITLIST_OFFER, offer.pk)
