@@ -124,7 +124,10 @@ class Turn(ClinicOwnedModel):
 
     same_clinic_fields = ("conversation",)
 
-    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+", verbose_name=_("clinic"))
+    # Indexed with started_at instead (turn_clinic_time_idx), which serves lookups by clinic alone as well.
+    clinic = models.ForeignKey(
+        Clinic, on_delete=models.PROTECT, related_name="+", verbose_name=_("clinic"), db_index=False
+    )
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="turns", verbose_name=_("conversation")
     )
@@ -152,6 +155,7 @@ class Turn(ClinicOwnedModel):
         ]
         indexes = [
             models.Index(fields=["started_at"], condition=Q(outcome="running"), name="turn_running_idx"),
+            models.Index(fields=["clinic", "started_at"], name="turn_clinic_time_idx"),  # the dashboard's today
         ]
 
     def __str__(self) -> str:
@@ -197,7 +201,10 @@ class MessageAuthor(models.TextChoices):
 class Message(ClinicOwnedModel):
     same_clinic_fields = ("conversation", "quoted", "turn", "reminder_step")
 
-    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+", verbose_name=_("clinic"))
+    # Indexed with created_at instead (message_clinic_time_idx), which serves lookups by clinic alone as well.
+    clinic = models.ForeignKey(
+        Clinic, on_delete=models.PROTECT, related_name="+", verbose_name=_("clinic"), db_index=False
+    )
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages", verbose_name=_("conversation")
     )
@@ -306,6 +313,11 @@ class Message(ClinicOwnedModel):
         ]
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="message_conversation_time_idx"),
+            # The dashboard: today's messages of a clinic, and its failed sends of the last 24 hours.
+            models.Index(fields=["clinic", "created_at"], name="message_clinic_time_idx"),
+            models.Index(
+                fields=["clinic", "failed_at"], condition=Q(status=MessageStatus.FAILED), name="message_failed_idx"
+            ),
             models.Index(fields=["created_at"], condition=Q(status=MessageStatus.QUEUED), name="message_queued_idx"),
             # The outbox sends one message per chat at a time, oldest first: "is an older one still pending?"
             models.Index(

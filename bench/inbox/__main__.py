@@ -9,13 +9,14 @@ times, then measured in `--repeat` rounds that request every page once: the wall
 (middleware, view, queries, template rendering; no network), the queries it ran (CaptureQueriesContext) and the time
 spent executing them (a database execute wrapper). Floors in the same run: bench.admin's bare view (the middleware
 stack alone), the same view behind `admin_view` (the admin's gate), and the admin's password-change form (the
-admin's chrome: sidebar, permission lookups). The admin index is not a floor: it may become a dashboard.
+admin's chrome: sidebar, permission lookups). The admin index is not a floor: it is the dashboard.
 
 Pages: the conversation changelist (all, and needing attention), the admin change page of the largest and of a
 typical conversation, and the desk — the inbox (`conversations_conversation_inbox`: all, mine, unassigned, staff
 handling), its live-refresh rows endpoint with the same query strings, and the conversation page
-(`conversations_conversation_desk`) of the largest and of a typical conversation. A URL name that does not resolve
-yet is reported "not available"; a page that errors is reported and fails the run.
+(`conversations_conversation_desk`) of the largest and of a typical conversation; and the dashboard (the admin
+index, over 30 and 90 days). A URL name that does not resolve yet is reported "not available"; a page that errors is
+reported and fails the run.
 
 Claim checked: a conversation page runs the same number of queries for the largest conversation as for a typical
 one (the transcript is paged, nothing runs per message) — the exit status is 1 when it grows (or a page errors).
@@ -161,6 +162,8 @@ def _scenarios(data: Any) -> list[Scenario]:
         ),
         Scenario("desk, typical", "admin:conversations_conversation_desk", (typical,), pair="desk", size="typical"),
         Scenario("desk, largest", "admin:conversations_conversation_desk", (largest,), pair="desk", size="largest"),
+        Scenario("dashboard (admin index), 30 days", "admin:index"),
+        Scenario("dashboard (admin index), 90 days", "admin:index", query="?days=90"),
     ]  # fmt: skip
     for s in scenarios:
         try:
