@@ -28,7 +28,7 @@ from django.conf import settings
 
 from conversations.engines import EngineReply, TurnInput
 from conversations.engines.context import TurnContext, turn_context
-from conversations.engines.rules_texts import price_label, when_label
+from conversations.engines.rules.texts import price_label, when_label
 from conversations.engines.tools import (
     ToolResult,
     ToolScope,

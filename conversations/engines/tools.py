@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conversations.engines.context import TurnContext
-from conversations.engines.rules_texts import price_label, when_label
+from conversations.engines.rules.texts import price_label, when_label
 from scheduling import availability
 from scheduling.errors import BookingError, CancellationTooLate, SlotTaken
 from scheduling.models import Appointment, AppointmentSource, AppointmentStatus, Professional, Service

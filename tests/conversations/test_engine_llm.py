@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from conversations.engines import EngineReply
 from conversations.engines.llm import HOLDING_TEXT, LlmEngine, llm_configured
-from conversations.engines.rules_texts import when_label
+from conversations.engines.rules.texts import when_label
 from conversations.llm_budget import llm_tokens_used, llm_usage_add
 from conversations.models import (
     Conversation,

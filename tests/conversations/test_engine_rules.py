@@ -14,7 +14,7 @@ import pytest
 
 from conversations.engines import EngineReply, TurnInput
 from conversations.engines.rules import RuleEngine
-from conversations.engines.rules_texts import ASK_NAME
+from conversations.engines.rules.texts import ASK_NAME
 from conversations.models import (
     Conversation,
     ConversationOwner,
@@ -516,7 +516,7 @@ def test_a_flow_whose_service_was_removed_goes_to_staff_instead_of_failing(place
 
 def test_the_word_consulta_alone_names_no_service() -> None:
     from conversations.engines.context import ServiceInfo
-    from conversations.engines.rules_flows import match_services
+    from conversations.engines.rules.matching import match_services
 
     def info(pk: int, name: str) -> ServiceInfo:
         return ServiceInfo(pk, name, 30, None, True, (), (1,), "")
@@ -529,7 +529,7 @@ def test_the_word_consulta_alone_names_no_service() -> None:
 
 
 def test_hesitant_answers_to_a_cancellation_read_back_keep_or_cancel() -> None:
-    from conversations.engines.rules_flows import _cancel_answer
+    from conversations.engines.rules.existing import _cancel_answer
 
     assert _cancel_answer("não, pensando bem vou manter") is False
     assert _cancel_answer("pode cancelar") is True

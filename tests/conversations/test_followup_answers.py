@@ -10,7 +10,7 @@ import datetime
 
 import pytest
 
-from conversations.engines.rules_followups import rating_of, reminder_intent
+from conversations.engines.rules.followups import rating_of, reminder_intent
 from conversations.models import AttentionReason, Conversation, Message, MessageAuthor, MessageDirection, MessageStatus
 from scheduling.models import AppointmentStatus, ReminderRule, ReminderStep, StepKind, StepStatus
 from scheduling.reminders import step_render

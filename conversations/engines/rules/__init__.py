@@ -2,13 +2,13 @@
 
 The default engine when no LLM is configured and the fallback when the LLM fails. Guardrails (emergencies, "falar
 com atendente", opt-out, abuse, medical questions) have already run when `respond` is called, so this engine only
-serves the patient's errands: book, reschedule, cancel, list, confirm (flows in `rules_flows`), and answers about
-prices, health plans, address and hours, preparation and the clinic's FAQ. It never gives a medical opinion.
+serves the patient's errands: book, reschedule, cancel, list, confirm (flows in `booking` and `existing`), and answers
+about prices, health plans, address and hours, preparation and the clinic's FAQ. It never gives a medical opinion.
 
 Order of understanding for each turn (all of the turn's messages read as one text):
 1. the pending flow, if any (a numbered answer, a yes, a changed day…);
 2. an answer to Cecília's own open question: a reminder, a no-show follow-up, a rating, a waitlist offer
-   (`rules_followups`), or a "sim"/"não" right after a message asked to confirm;
+   (`followups`), or a "sim"/"não" right after a message asked to confirm;
 3. intents by keyword (typos and missing accents tolerated through `normalize` and fuzzy service names);
 4. the clinic's FAQ; 5. "não entendi" with the menu — twice in a row hands the conversation to staff.
 An aside in the middle of a flow ("quanto custa?") is answered and the pending question asked again.
@@ -25,18 +25,13 @@ from django.utils.translation import gettext as _
 
 from conversations import guardrails
 from conversations.engines import EngineReply, TurnInput
-from conversations.engines import rules_texts as texts
 from conversations.engines.context import ServiceInfo, turn_context
-from conversations.engines.rules_flows import (
-    FLOWS,
-    Talk,
-    appointment_lines,
-    book_start,
-    existing_start,
-    match_services,
-    words,
-)
-from conversations.engines.rules_followups import followup_take
+from conversations.engines.rules import texts
+from conversations.engines.rules.booking import book_start, book_take, offer_book_take
+from conversations.engines.rules.existing import appointment_lines, existing_start, existing_take
+from conversations.engines.rules.followups import followup_take
+from conversations.engines.rules.matching import match_services, words
+from conversations.engines.rules.talk import Talk
 from conversations.guardrails import GuardKind
 from conversations.models import AttentionReason
 from conversations.nlu.answers import parse_choice, parse_yes_no
@@ -88,6 +83,14 @@ _INTENTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("greeting", re.compile(r"^(oi+e?|ola|bom dia|boa tarde|boa noite|menu|ajuda|opcoes|inicio|e ai|hey|hello|hi)\b")),
 )
 _ASIDES = frozenset({"prices", "plans", "info", "prep", "list", "thanks", "greeting"})  # answered mid-flow
+
+FLOWS: dict[str, Callable[[Talk, str], bool]] = {
+    "book": book_take,
+    "reschedule": existing_take,
+    "cancel": existing_take,
+    "confirm": existing_take,
+    "offer_book": offer_book_take,
+}
 
 
 class RuleEngine:

@@ -15,15 +15,11 @@ from collections.abc import Callable
 from django.utils.translation import gettext as _
 
 from conversations.attention import conversation_flag
-from conversations.engines import rules_texts as texts
 from conversations.engines.context import AppointmentInfo
-from conversations.engines.rules_flows import (
-    Talk,
-    appointment_lines,
-    book_advance,
-    existing_start,
-    too_late_hand_off,
-)
+from conversations.engines.rules import texts
+from conversations.engines.rules.booking import book_advance
+from conversations.engines.rules.existing import appointment_lines, existing_start, too_late_hand_off
+from conversations.engines.rules.talk import Talk
 from conversations.followups import WAITLIST_OFFER, Followup, pending_followup
 from conversations.models import AttentionReason
 from conversations.nlu.answers import parse_yes_no
