@@ -9,13 +9,14 @@ Arguments are the model's JSON text and are validated here (`PARAMS` is both the
 validator): malformed JSON, unknown names, missing or wrongly typed values become an error message the model can
 correct, never an exception.
 
-**Writes need the patient's explicit yes.** `book_appointment`, `reschedule_appointment` and `cancel_appointment`
-never write when the model calls them. They check the action (ids, scope, the slot is free, the clinic's notice) and
-return `needs_confirmation` with a read-back ("Confirmo: *Dra. Ana*, Limpeza, *sexta-feira, 28/11 às 09:30*?") and
-the action itself as `ToolResult.proposed`. The engine stores it as the conversation's pending action and makes sure
-the read-back is what the patient reads. On the next turn, and only then, a plain yes from the patient (and nothing
-else) runs exactly that stored action through `action_execute` — the model cannot change what is written between
-the question and the answer. A booking's slot is held for the conversation while the patient answers.
+**Writes need the patient's explicit yes.** `book_appointment`, `reschedule_appointment`, `cancel_appointment` and
+`join_waitlist` never write when the model calls them. They check the action (ids, scope, the slot is free, the
+clinic's notice) and return `needs_confirmation` with a read-back ("Confirmo: *Dra. Ana*, Limpeza, *sexta-feira,
+28/11 às 09:30*?") and the action itself as `ToolResult.proposed`. The engine stores it as the conversation's pending
+action and makes sure the read-back is what the patient reads. On the next turn, and only then, a plain yes from the
+patient (and nothing else) runs exactly that stored action through `action_execute` — the model cannot change what
+is written between the question and the answer. A booking's slot is held for the conversation while the patient
+answers.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from conversations.engines.context import TurnContext
 from conversations.engines.rules.texts import price_label, when_label
 from scheduling import availability
-from scheduling.errors import BookingError, CancellationTooLate, SlotTaken
+from scheduling.errors import BookingError, CancellationTooLate, ProfessionalDoesNotPerform, SlotTaken
 from scheduling.models import Appointment, AppointmentSource, AppointmentStatus, Professional, Service
 from scheduling.services import Actor, appointment_book, appointment_cancel, appointment_reschedule
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-WRITE_TOOLS = frozenset({"book_appointment", "reschedule_appointment", "cancel_appointment"})
+WRITE_TOOLS = frozenset({"book_appointment", "reschedule_appointment", "cancel_appointment", "join_waitlist"})
 _OPEN = (AppointmentStatus.SCHEDULED, AppointmentStatus.CONFIRMED)
 _SLOTS_OFFERED = 6
 
@@ -151,6 +152,20 @@ PARAMS: dict[str, tuple[str, tuple[Param, ...]]] = {
     "cancel_appointment": (
         "Cancel one of the patient's appointments. The first call changes nothing: the patient must confirm.",
         (_APPOINTMENT, Param("reason", "string", "The patient's reason, if they gave one.", required=False)),
+    ),
+    "join_waitlist": (
+        "Put the patient (or a dependent) on the waitlist for a service: when a time frees up (a cancellation), the "
+        "clinic offers it to them here. With appointment_id, an earlier time moves that appointment. Use when they "
+        "ask to be told of an earlier or any opening, or when nothing free suits them. The first call changes "
+        "nothing: the patient must confirm.",
+        (
+            _SERVICE,
+            Param(
+                "professional_id", "integer", "Only this professional; default anyone who performs it.", required=False
+            ),
+            Param("appointment_id", "integer", "Their appointment of this service to bring forward.", required=False),
+            Param("patient_id", "integer", "A dependent's id; default the patient writing.", required=False),
+        ),
     ),
     "list_my_appointments": ("The upcoming appointments of the patient and their dependents.", ()),
     "search_clinic_info": (
@@ -383,10 +398,16 @@ def _appointment_dict(scope: ToolScope, appointment: Appointment) -> dict[str, A
     }
 
 
+def _dependent_name(scope: ToolScope, patient_id: int) -> str:
+    """The dependent's first name ("Pedro"); "" for the patient writing (or a dependent with no name yet)."""
+    person = next((p for p in scope.context.patient.dependents if p.id == patient_id), None)
+    return person.first_name if person else ""
+
+
 def _for_whom(scope: ToolScope, patient_id: int) -> str:
     """ " para o Pedro" when booking for a dependent; "" for the patient writing."""
-    person = next((p for p in scope.context.patient.dependents if p.id == patient_id), None)
-    return f" para *{person.first_name}*" if person and person.first_name else ""
+    name = _dependent_name(scope, patient_id)
+    return f" para *{name}*" if name else ""
 
 
 # --- read tools ---------------------------------------------------------------------------------------------------
@@ -642,6 +663,80 @@ def _execute_cancel(scope: ToolScope, arguments: dict[str, Any]) -> ToolResult:
     )
 
 
+@dataclass(frozen=True)
+class _WaitlistRequest:
+    patient_id: int
+    service: Service
+    professional: Professional | None
+    appointment: Appointment | None
+
+
+def _waitlist_request(scope: ToolScope, arguments: dict[str, Any]) -> _WaitlistRequest:
+    """What join_waitlist asks, checked against the scope: whose place, for which service, with whom, moving what."""
+    service = _service(scope, arguments["service_id"])
+    professional = _professional(scope, arguments["professional_id"]) if "professional_id" in arguments else None
+    appointment = None
+    if "appointment_id" in arguments:
+        appointment = _appointment(scope, "join_waitlist", arguments["appointment_id"])
+        if appointment.status not in _OPEN or appointment.start <= scope.now:
+            raise ToolError("invalid_transition", "This appointment is not upcoming any more.")
+        if appointment.service_id != service.pk:
+            raise ToolError("invalid_arguments", "That appointment is of another service: use its service_id.")
+        if arguments.get("patient_id", appointment.patient_id) != appointment.patient_id:
+            raise ToolError("invalid_arguments", "That appointment is not this person's.")
+        professional = professional or appointment.professional  # an earlier time with whom they already chose
+    patient_id = (
+        appointment.patient_id if appointment else _patient_id(scope, "join_waitlist", arguments.get("patient_id"))
+    )
+    info = scope.context.clinic.service(service.pk)
+    if professional is not None and (info is None or professional.pk not in info.professional_ids):
+        raise ProfessionalDoesNotPerform()
+    return _WaitlistRequest(patient_id, service, professional, appointment)
+
+
+def _propose_waitlist(scope: ToolScope, arguments: dict[str, Any]) -> ToolResult:
+    request = _waitlist_request(scope, arguments)
+    who = f" com *{request.professional.name}*" if request.professional else ""
+    before = (
+        f" Se abrir um horário antes de *{when_label(request.appointment.start, scope.clinic.tz)}*, eu te aviso e a "
+        "consulta passa para ele."
+        if request.appointment
+        else " Se abrir um horário, eu te aviso aqui."
+    )
+    person = _dependent_name(scope, request.patient_id)
+    whom = f"*{person}*" if person else "você"
+    read_back = f"Coloco {whom} na lista de espera para *{request.service.name}*{who}?{before}"
+    stored = {**arguments, "patient_id": request.patient_id}
+    if request.professional is not None:
+        stored["professional_id"] = request.professional.pk
+    return _needs_confirmation("join_waitlist", stored, read_back, scope.now)
+
+
+def _execute_waitlist(scope: ToolScope, arguments: dict[str, Any]) -> ToolResult:
+    from conversations.engines.rules.texts import waitlist_joined
+    from scheduling.waitlist import waitlist_join
+
+    request = _waitlist_request(scope, arguments)
+    try:
+        entry = waitlist_join(
+            patient=scope.clinic.patients.get(pk=request.patient_id),
+            service=request.service,
+            professional=request.professional,
+            appointment=request.appointment,
+            now=scope.now,
+        )
+    except ValueError as exc:  # the scope checks above make this unreachable; never a crash if they drift
+        raise ToolError("not_allowed", "This cannot be put on the waitlist.") from exc
+    professional = request.professional.name if request.professional else ""
+    before = request.appointment.start.astimezone(scope.clinic.tz) if request.appointment else None
+    return ToolResult(
+        {"status": "on_waitlist", "waitlist_entry_id": entry.pk, "service": request.service.name},
+        done_text=waitlist_joined(
+            request.service.name, professional, before=before, person=_dependent_name(scope, request.patient_id)
+        ),
+    )
+
+
 _HANDLERS: dict[str, Callable[[ToolScope, dict[str, Any]], ToolResult]] = {
     "list_services": _list_services,
     "list_professionals": _list_professionals,
@@ -650,6 +745,7 @@ _HANDLERS: dict[str, Callable[[ToolScope, dict[str, Any]], ToolResult]] = {
     "book_appointment": _propose_book,
     "reschedule_appointment": _propose_reschedule,
     "cancel_appointment": _propose_cancel,
+    "join_waitlist": _propose_waitlist,
     "list_my_appointments": _list_my_appointments,
     "search_clinic_info": _search_clinic_info,
     "handoff_to_staff": _handoff,
@@ -658,4 +754,5 @@ _EXECUTORS: dict[str, Callable[[ToolScope, dict[str, Any]], ToolResult]] = {
     "book_appointment": _execute_book,
     "reschedule_appointment": _execute_reschedule,
     "cancel_appointment": _execute_cancel,
+    "join_waitlist": _execute_waitlist,
 }

@@ -266,6 +266,75 @@ def test_cancelling_an_own_appointment_needs_the_yes_too(office, fake):
     )
 
 
+def test_the_waitlist_is_joined_after_the_yes_and_an_earlier_time_would_move_that_appointment(office, fake):
+    from scheduling.models import WaitlistEntry, WaitlistStatus
+
+    mine = factories.appointment(
+        patient=office.maria,
+        professional=office.ana,
+        service=office.cleaning,
+        start=_hour(timezone.now() + datetime.timedelta(days=6)),
+    )
+    when = when_label(mine.start, office.clinic.tz)
+    say(office, "se abrir um horário antes da minha limpeza me avisa?")
+    fake.call_tools(("join_waitlist", {"service_id": office.cleaning.pk, "appointment_id": mine.pk}))
+    fake.reply("Posso colocar?")
+
+    [question] = turn(office)
+
+    assert "Coloco você na lista de espera para *Limpeza* com *Dra. Ana Souza*?" in question
+    assert f"antes de *{when}*" in question
+    assert not WaitlistEntry.objects.exists()  # nothing written before the yes
+
+    say(office, "pode sim")
+    fake.fail(500, times=2)  # the model is down when the yes arrives: the patient still hears it was done
+    assert turn(office) == [
+        f"Combinado! Coloquei você na lista de espera para *Limpeza* com *Dra. Ana Souza*. Se abrir um horário antes "
+        f"de *{when}*, te aviso aqui na hora. 💙"
+    ]
+    entry = WaitlistEntry.objects.get()
+    assert (entry.patient, entry.service, entry.professional, entry.appointment) == (
+        office.maria, office.cleaning, office.ana, mine,
+    )  # fmt: skip
+    assert (entry.status, entry.not_after) == (WaitlistStatus.WAITING, mine.start)
+
+
+def test_a_dependent_goes_on_the_waitlist_by_name(office, fake):
+    from scheduling.models import WaitlistEntry
+
+    say(office, "não tem nada pro Pedro? me avisa se abrir")
+    fake.call_tools(("join_waitlist", {"service_id": office.cleaning.pk, "patient_id": office.pedro.pk}))
+    fake.reply("Posso colocar o Pedro na lista?")
+    assert "Coloco *Pedro* na lista de espera para *Limpeza*?" in turn(office)[0]
+
+    say(office, "sim")
+    fake.reply("Pronto! O Pedro está na lista de espera 💙")
+    assert turn(office) == ["Pronto! O Pedro está na lista de espera 💙"]
+
+    entry = WaitlistEntry.objects.get()
+    assert (entry.patient, entry.professional, entry.appointment) == (office.pedro, None, None)
+    assert fake.requests[-1].tool_results()[-1]["content"]["status"] == "on_waitlist"
+
+
+def test_the_waitlist_refuses_someone_elses_appointment_or_patient(office, fake, caplog):
+    from scheduling.models import WaitlistEntry
+
+    say(office, "me coloca na lista de espera")
+    fake.call_tools(
+        ("join_waitlist", {"service_id": office.cleaning.pk, "appointment_id": office.joanas.pk}),
+        ("join_waitlist", {"service_id": office.cleaning.pk, "patient_id": office.joana.pk}),
+    )
+    fake.reply("Não consegui, pode me dizer para quem é?")
+
+    with caplog.at_level(logging.WARNING, logger="conversations.engines.tools"):
+        assert turn(office) == ["Não consegui, pode me dizer para quem é?"]
+
+    assert [r["content"]["error"] for r in fake.requests[1].tool_results()] == ["not_allowed"] * 2
+    assert not WaitlistEntry.objects.exists()
+    assert "pending_action" not in office.conversation.state["llm"]
+    assert len([r for r in caplog.records if "join_waitlist refused" in r.getMessage()]) == 2
+
+
 # --- the tool loop and bad tool calls -----------------------------------------------------------------------------
 
 

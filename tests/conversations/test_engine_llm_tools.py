@@ -53,6 +53,7 @@ def test_every_tool_is_declared_with_a_closed_object_schema():
         "book_appointment",
         "reschedule_appointment",
         "cancel_appointment",
+        "join_waitlist",
         "list_my_appointments",
         "search_clinic_info",
         "handoff_to_staff",

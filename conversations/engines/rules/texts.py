@@ -183,14 +183,16 @@ def too_late(action: str, hours: int) -> str:
     )
 
 
-def waitlist_joined(service: str, professional: str, *, before: datetime.datetime | None) -> str:
+def waitlist_joined(service: str, professional: str, *, before: datetime.datetime | None, person: str = "") -> str:
+    """`person`: a dependent's first name, when the place is theirs."""
     who = f" com *{professional}*" if professional else ""
+    whom = f"*{person}*" if person else "você"
     if before is not None:
         return (
-            f"Combinado! Coloquei você na lista de espera para *{service}*{who}. Se abrir um horário antes de "
+            f"Combinado! Coloquei {whom} na lista de espera para *{service}*{who}. Se abrir um horário antes de "
             f"*{when_label(before)}*, te aviso aqui na hora. 💙"
         )
-    return f"Combinado! Coloquei você na lista de espera para *{service}*{who}. Se abrir um horário, te aviso. 💙"
+    return f"Combinado! Coloquei {whom} na lista de espera para *{service}*{who}. Se abrir um horário, te aviso. 💙"
 
 
 def confirmed(line: str) -> str:
