@@ -247,14 +247,13 @@ def _offer(talk: Talk, text: str, followup: Followup, is_errand: Callable[[str],
         return False  # anything else is an ordinary message; the offer stays open until it expires
     if not answer:
         waitlist_offer_decline(followup.offer_id, now=talk.ctx.now)
-        talk.say("Tudo bem! Você continua na lista de espera e eu aviso se abrir outro horário. 💙")
+        talk.say(texts.WAITLIST_OFFER_DECLINED)
         return True
     result = waitlist_offer_accept(followup.offer_id, now=talk.ctx.now)
     if not result.ok and result.told:
         return True  # the "already filled" message went out with the acceptance that won
     if not result.ok:
-        talk.say("Que pena, esse horário acabou de ser preenchido. 😕 Você continua na lista de espera e eu te aviso "
-                 "se abrir outro.")  # fmt: skip
+        talk.say(texts.WAITLIST_OFFER_GONE)
         return True
     appointment = result.appointment
     talk.say(

@@ -199,6 +199,12 @@ def confirmed(line: str) -> str:
     return f"Consulta confirmada! ✅\n{line}\nTe esperamos!"
 
 
+# Answers to a waitlist offer: "não" (they stay on the list), and a "quero" that came after someone else took it.
+WAITLIST_OFFER_DECLINED = "Tudo bem! Você continua na lista de espera e eu aviso se abrir outro horário. 💙"
+WAITLIST_OFFER_GONE = (
+    "Que pena, esse horário acabou de ser preenchido. 😕 Você continua na lista de espera e eu te aviso se abrir outro."
+)
+
 NOTHING_TO_CONFIRM = "Não encontrei nenhuma consulta aguardando confirmação. Quer ver seus horários ou agendar uma?"
 
 
