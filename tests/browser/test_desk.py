@@ -34,24 +34,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 private_redis = fakes.private_redis
 outbox_redis = fakes.outbox_redis
+fake_evolution = fakes.fake_evolution
 
 PASSWORD = "pw-for-tests-1234"  # factories.staff_user
-INSTANCE = "clinica-desk"
-API_KEY = "9B1C2D3E-4F50-4A6B-8C7D-1E2F3A4B5C6D"
+INSTANCE, API_KEY = fakes.EVOLUTION_INSTANCE, fakes.EVOLUTION_TOKEN  # the shared fake Evolution's
 SECRET = "desk-webhook-secret-0123456789abcdef"
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "evolution" / "2.3.7" / "messages_upsert_text.json"
 PHONE = "5511987650001"
 WAIT_S = 30.0
-
-
-@pytest.fixture
-def fake_evolution() -> Iterator[FakeEvolution]:
-    fake = FakeEvolution(instance=INSTANCE, api_key=API_KEY)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 @pytest.fixture

@@ -13,64 +13,28 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
-from cecilia.models import WhatsAppProvider
 from conversations.models import Conversation, MessageAuthor
 from conversations.outbox import message_queue_outbound
-from tests import factories
 from tests.fakes import outbox as fakes
-from tests.fakes.celery_worker import Worker
+from tests.fakes.celery_worker import Worker, worker_starter
 from tests.fakes.evolution_server import FakeEvolution
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 private_redis = fakes.private_redis
 outbox_redis = fakes.outbox_redis
+fake_evolution = fakes.fake_evolution
+conversation = fakes.evolution_conversation
 
-INSTANCE = "clinica-teste"
-TOKEN = "9B1F3C5A-2E4D-4A6B-8C0D-1E2F3A4B5C6D"
 WAIT = 20.0
-
-
-@pytest.fixture
-def fake_evolution() -> Iterator[FakeEvolution]:
-    fake = FakeEvolution(instance=INSTANCE, api_key=TOKEN)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def conversation(fake_evolution: FakeEvolution) -> Conversation:
-    clinic = factories.clinic(
-        whatsapp_provider=WhatsAppProvider.EVOLUTION,
-        whatsapp_instance=INSTANCE,
-        whatsapp_api_url=fake_evolution.url,
-        whatsapp_api_key=TOKEN,
-    )
-    patient = factories.patient(clinic, phone="+5511987654321", full_name="Maria Souza")
-    return Conversation.objects.create(clinic=clinic, patient=patient, last_inbound_at=timezone.now())
 
 
 @pytest.fixture
 def start_worker(settings: Any, tmp_path: Path, outbox_redis: Any) -> Iterator[Callable[..., Worker]]:
     settings.MEDIA_ROOT = tmp_path / "media"
-    workers: list[Worker] = []
-
-    def start(env: dict[str, str] | None = None) -> Worker:
-        worker = Worker(redis_url=outbox_redis.url, log_path=tmp_path / f"worker-{len(workers) + 1}.log", env=env)
-        workers.append(worker)
-        worker.start()
-        return worker
-
-    try:
+    with worker_starter(redis_url=outbox_redis.url, log_dir=tmp_path) as start:
         yield start
-    finally:
-        for worker in workers:
-            worker.kill()
 
 
 def others_connections() -> set[tuple[int, str]]:

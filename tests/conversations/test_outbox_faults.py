@@ -22,72 +22,39 @@ from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils import timezone
 
-from cecilia.models import WhatsAppProvider
 from conversations.models import AttentionReason, Conversation, Message, MessageAuthor, MessageKind, MessageStatus
 from conversations.outbox import UNCONFIRMED, message_queue_outbound, outbox_relay
 from conversations.outbox.relay import CLAIM_EXPIRES_AFTER, LOST_AFTER, unconfirmed_after
 from tests import factories
 from tests.fakes import outbox as fakes
-from tests.fakes.celery_worker import Worker
-from tests.fakes.evolution_server import FakeEvolution
+from tests.fakes.celery_worker import Worker, worker_starter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 private_redis = fakes.private_redis
 outbox_redis = fakes.outbox_redis
+fake_evolution = fakes.fake_evolution
+conversation = fakes.evolution_conversation
 
-INSTANCE = "clinica-teste"
-TOKEN = "3F6A9C1E-7B2D-4E8F-A051-9C3D7E2B4F60"
 TEXT = "Olá Maria! Sua consulta está confirmada para amanhã às 9h."
 WAIT = 20.0  # the most any step may take before the test fails (it normally takes well under a second)
-
-
-@pytest.fixture
-def fake_evolution() -> Iterator[FakeEvolution]:
-    fake = FakeEvolution(instance=INSTANCE, api_key=TOKEN)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def conversation(fake_evolution: FakeEvolution) -> Conversation:
-    clinic = factories.clinic(
-        whatsapp_provider=WhatsAppProvider.EVOLUTION,
-        whatsapp_instance=INSTANCE,
-        whatsapp_api_url=fake_evolution.url,
-        whatsapp_api_key=TOKEN,
-    )
-    patient = factories.patient(clinic, phone="+5511987654321", full_name="Maria Souza")
-    return Conversation.objects.create(clinic=clinic, patient=patient, last_inbound_at=timezone.now())
 
 
 @pytest.fixture
 def start_worker(settings: Any, tmp_path: Path, outbox_redis: Any) -> Iterator[Callable[..., Worker]]:
     """Start a worker (several may be started in turn); every one is SIGKILLed when the test ends, whatever happens."""
     settings.MEDIA_ROOT = tmp_path / "media"
-    workers: list[Worker] = []
+    with worker_starter(redis_url=outbox_redis.url, log_dir=tmp_path) as start:
 
-    def start(*, visibility_timeout: int = 3600) -> Worker:
-        worker = Worker(
-            redis_url=outbox_redis.url,
-            log_path=tmp_path / f"worker-{len(workers) + 1}.log",
-            env={
-                "TEST_BROKER_VISIBILITY_TIMEOUT": str(visibility_timeout),
-                "WHATSAPP_SEND_RETRY_BASE_SECONDS": "0.2",
-            },
-        )
-        workers.append(worker)
-        worker.start()
-        return worker
+        def start_with(*, visibility_timeout: int = 3600) -> Worker:
+            return start(
+                {
+                    "TEST_BROKER_VISIBILITY_TIMEOUT": str(visibility_timeout),
+                    "WHATSAPP_SEND_RETRY_BASE_SECONDS": "0.2",
+                }
+            )
 
-    try:
-        yield start
-    finally:
-        for worker in workers:
-            worker.kill()
+        yield start_with
 
 
 def queue(conversation: Conversation, **kwargs: Any) -> Message:

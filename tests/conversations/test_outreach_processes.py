@@ -41,9 +41,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 private_redis = fakes.private_redis
 outbox_redis = fakes.outbox_redis
+fake_evolution = fakes.fake_evolution
 
-INSTANCE = "clinica-lembretes"
-TOKEN = "3F6A9C1E-7B2D-4E8F-A051-9C3D7E2B4F60"
+INSTANCE, TOKEN = fakes.EVOLUTION_INSTANCE, fakes.EVOLUTION_TOKEN  # the shared fake Evolution's
 WAIT = 30.0  # the most the whole exchange may take before the test fails (a few seconds normally)
 SWEEP_TASK = "conversations.tasks.reminders_sweep"
 
@@ -87,16 +87,6 @@ class Beat:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
         self.process = None
-
-
-@pytest.fixture
-def fake_evolution() -> Iterator[FakeEvolution]:
-    fake = FakeEvolution(instance=INSTANCE, api_key=TOKEN)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 @pytest.fixture

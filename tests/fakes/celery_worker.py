@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -85,3 +86,22 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
         self.process = None
+
+
+@contextlib.contextmanager
+def worker_starter(*, redis_url: str, log_dir: Path) -> Iterator[Callable[[dict[str, str] | None], Worker]]:
+    """`start(env)` starts one more worker (several may run in turn); every one is SIGKILLed when the block ends,
+    whatever happens."""
+    workers: list[Worker] = []
+
+    def start(env: dict[str, str] | None = None) -> Worker:
+        worker = Worker(redis_url=redis_url, log_path=log_dir / f"worker-{len(workers) + 1}.log", env=env)
+        workers.append(worker)
+        worker.start()
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in workers:
+            worker.kill()

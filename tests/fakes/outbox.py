@@ -1,5 +1,6 @@
 """Fixtures shared by the outbox's tests: a private Redis as broker and rate-limit store, and the Celery app of the
-test process publishing to it (never to the shared Redis, where another suite's worker could take the tasks)."""
+test process publishing to it (never to the shared Redis, where another suite's worker could take the tasks); a fake
+Evolution API on a local socket and a conversation of a clinic that sends through it."""
 
 from __future__ import annotations
 
@@ -11,11 +12,19 @@ from typing import Any
 
 import pytest
 import redis
+from django.utils import timezone
 from kombu import pools
 
 from cecilia.celery import app as celery_app
+from cecilia.models import WhatsAppProvider
+from conversations.models import Conversation
 from conversations.outbox import pacing
+from tests import factories
+from tests.fakes.evolution_server import FakeEvolution
 from tests.fakes.redis_server import RedisServer
+
+EVOLUTION_INSTANCE = "clinica-teste"
+EVOLUTION_TOKEN = "3F6A9C1E-7B2D-4E8F-A051-9C3D7E2B4F60"
 
 
 @contextmanager
@@ -73,3 +82,26 @@ def queued_tasks(server: RedisServer) -> list[tuple[str, list[Any]]]:
         args = json.loads(base64.b64decode(message["body"]))[0]
         tasks.append((message["headers"]["task"], args))
     return tasks
+
+
+@pytest.fixture
+def fake_evolution() -> Iterator[FakeEvolution]:
+    fake = FakeEvolution(instance=EVOLUTION_INSTANCE, api_key=EVOLUTION_TOKEN)
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def evolution_conversation(fake_evolution: FakeEvolution) -> Conversation:
+    """Maria's open conversation with a clinic whose WhatsApp is the fake Evolution."""
+    clinic = factories.clinic(
+        whatsapp_provider=WhatsAppProvider.EVOLUTION,
+        whatsapp_instance=EVOLUTION_INSTANCE,
+        whatsapp_api_url=fake_evolution.url,
+        whatsapp_api_key=EVOLUTION_TOKEN,
+    )
+    patient = factories.patient(clinic, phone="+5511987654321", full_name="Maria Souza")
+    return Conversation.objects.create(clinic=clinic, patient=patient, last_inbound_at=timezone.now())
