@@ -439,9 +439,11 @@ def dashboard_charts(*, clinic: Clinic, today: datetime.date, days: int, now: da
 
 
 # The two message charts read every message of the period: a million rows over 90 days for a clinic with 11,000
-# messages a day (bench/inbox), most of a second. Their days before today no longer change (messages and turns are
-# never moved to another day; retention and anonymisation erase texts, not rows), so those counts are kept in the
-# cache until the clinic's day ends, and only today's rows are read on each view (the clinic + created_at index).
+# messages a day (bench/inbox), most of a second. Their days before yesterday no longer change (messages and turns
+# are never moved to another day; retention and anonymisation erase texts, not rows), so those counts are kept in the
+# cache until the clinic's day ends, and only yesterday's and today's rows are read on each view (the clinic +
+# created_at index). Yesterday stays live: just after midnight a turn of 23:59 may still be running, or be closed as
+# failed later by turns_recover, and a message received at 23:59 may not be committed yet.
 _PAST_DAYS_TTL_SECONDS = 24 * 3600
 
 
@@ -452,25 +454,28 @@ def _past_cached_today_live(
     clinic: Clinic,
     day_list: list[datetime.date],
 ) -> dict[Any, Any]:
-    """`count(start, end)` over the days of `day_list` (the last is today), the days before today from the cache.
+    """`count(start, end)` over the days of `day_list` (the last is today), the days before yesterday from the cache.
     The two parts share no day: they split at the clinic's midnight and `count` groups by clinic-local day."""
     start = _day_bounds(clinic=clinic, day=day_list[0])[0]
-    today_start, end = _day_bounds(clinic=clinic, day=day_list[-1])
+    end = _day_bounds(clinic=clinic, day=day_list[-1])[1]
+    live_start = max(start, _day_bounds(clinic=clinic, day=day_list[-1] - datetime.timedelta(days=1))[0])
+    if live_start <= start:
+        return count(start, end)  # a one- or two-day period: nothing settled to keep
     key = (
-        f"dashboard:{kind}:v1:{clinic.pk}:{clinic.created_at.timestamp():.6f}:{clinic.timezone}"
-        f":{start.isoformat()}:{today_start.isoformat()}"
+        f"dashboard:{kind}:v2:{clinic.pk}:{clinic.created_at.timestamp():.6f}:{clinic.timezone}"
+        f":{start.isoformat()}:{live_start.isoformat()}"
     )
     try:
-        past = cache.get(key)
+        settled = cache.get(key)
     except Exception:
-        past = None
-    if not isinstance(past, dict):
-        past = count(start, today_start)
+        settled = None
+    if not isinstance(settled, dict):
+        settled = count(start, live_start)
         try:
-            cache.set(key, past, _PAST_DAYS_TTL_SECONDS)
+            cache.set(key, settled, _PAST_DAYS_TTL_SECONDS)
         except Exception:
             logger.warning("Cache unavailable; the dashboard's past days are read again next time")
-    return {**past, **count(today_start, end)}
+    return {**settled, **count(live_start, end)}
 
 
 def _percent(part: int, whole: int) -> float:

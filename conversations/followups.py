@@ -86,7 +86,9 @@ _STEP = "step"
 
 def _open_step(message_id: int, now: datetime.datetime) -> Followup | None:
     """The reminder step a message of Cecília's carried, unless it became moot."""
-    message = Message.objects.select_related("reminder_step__appointment").get(pk=message_id)
+    message = Message.objects.select_related("reminder_step__appointment").filter(pk=message_id).first()
+    if message is None or message.reminder_step is None:
+        return None  # deleted or detached between the two queries
     step = message.reminder_step
     appointment = step.appointment
     if step.kind == StepKind.REMINDER and (

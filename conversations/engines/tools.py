@@ -688,18 +688,39 @@ def _waitlist_request(scope: ToolScope, arguments: dict[str, Any]) -> _WaitlistR
     patient_id = (
         appointment.patient_id if appointment else _patient_id(scope, "join_waitlist", arguments.get("patient_id"))
     )
+    if appointment is None:
+        # Joining again for the same service replaces the place's wishes: keep the appointment it would move, so an
+        # accepted offer still moves it instead of booking a second one.
+        appointment = _waitlisted_appointment(scope, patient_id, service.pk)
+        if appointment is not None and professional is None:
+            professional = appointment.professional
     info = scope.context.clinic.service(service.pk)
     if professional is not None and (info is None or professional.pk not in info.professional_ids):
         raise ProfessionalDoesNotPerform()
     return _WaitlistRequest(patient_id, service, professional, appointment)
 
 
+def _waitlisted_appointment(scope: ToolScope, patient_id: int, service_id: int) -> Appointment | None:
+    """The open appointment the patient's place on the waitlist for this service would move, if it has one."""
+    from scheduling.models import WaitlistEntry, WaitlistStatus
+
+    entry = (
+        WaitlistEntry.objects.select_related("appointment__professional")
+        .filter(patient_id=patient_id, service_id=service_id, status=WaitlistStatus.WAITING, appointment__isnull=False)
+        .first()
+    )
+    appointment = entry.appointment if entry else None
+    if appointment is None or appointment.status not in _OPEN or appointment.start <= scope.now:
+        return None
+    return appointment
+
+
 def _propose_waitlist(scope: ToolScope, arguments: dict[str, Any]) -> ToolResult:
     request = _waitlist_request(scope, arguments)
     who = f" com *{request.professional.name}*" if request.professional else ""
     before = (
-        f" Se abrir um horário antes de *{when_label(request.appointment.start, scope.clinic.tz)}*, eu te aviso e a "
-        "consulta passa para ele."
+        f" Se abrir um horário antes de *{when_label(request.appointment.start, scope.clinic.tz)}*, eu te aviso e, se "
+        "você quiser, a consulta passa para esse horário."
         if request.appointment
         else " Se abrir um horário, eu te aviso aqui."
     )

@@ -267,30 +267,32 @@ def test_the_share_finished_without_a_person_counts_conversation_days_with_a_pat
     assert "25" in chart.total_label  # 1 of 4 conversation-days in the period
 
 
-def test_the_days_before_today_are_read_once_and_todays_messages_count_at_once(clinic_a: Any) -> None:
-    yesterday, today = datetime.datetime(2026, 3, 9, 10, tzinfo=SP), datetime.datetime(2026, 3, 10, 9, tzinfo=SP)
+def test_settled_days_are_read_once_and_yesterdays_and_todays_messages_count_at_once(clinic_a: Any) -> None:
+    settled = datetime.datetime(2026, 3, 7, 10, tzinfo=SP)
+    yesterday, today = datetime.datetime(2026, 3, 9, 23, 50, tzinfo=SP), datetime.datetime(2026, 3, 10, 9, tzinfo=SP)
     chat = _conversation(clinic_a)
-    for at in (yesterday, today):
+    for at in (settled, today):
         _message(chat, at)
         _message(chat, at + datetime.timedelta(minutes=1), author=MessageAuthor.AI)
     superuser = _superuser()
 
     with CaptureQueriesContext(connection) as first_view:
         first = dashboard_for_user(user=superuser, now=NOW)
-    later_chat = _conversation(clinic_a)  # today, after the first view: an unanswered patient
-    _message(later_chat, today + datetime.timedelta(minutes=30))
+    # After the first view: a patient's 23:50 message of yesterday committed late, and one of today, both unanswered.
+    for at in (yesterday, today + datetime.timedelta(minutes=30)):
+        _message(_conversation(clinic_a), at)
     with CaptureQueriesContext(connection) as second_view:
         second = dashboard_for_user(user=superuser, now=NOW)
 
     march = lambda d: datetime.date(2026, 3, d)  # noqa: E731
-    assert _values(_chart(first, "messages"), "in") == {march(9): 1, march(10): 1}
-    assert _values(_chart(second, "messages"), "in") == {march(9): 1, march(10): 2}
-    assert _values(_chart(first, "assistant_alone"), "alone") == {march(9): 100, march(10): 100}
-    assert _values(_chart(second, "assistant_alone"), "alone") == {march(9): 100, march(10): 50}
-    # The second view read only today's messages: the two scans of the days before came from the cache.
+    assert _values(_chart(first, "messages"), "in") == {march(7): 1, march(10): 1}
+    assert _values(_chart(second, "messages"), "in") == {march(7): 1, march(9): 1, march(10): 2}
+    assert _values(_chart(first, "assistant_alone"), "alone") == {march(7): 100, march(10): 100}
+    assert _values(_chart(second, "assistant_alone"), "alone") == {march(7): 100, march(10): 50}
+    # The second view read only yesterday's and today's messages: the settled days' two scans came from the cache.
     assert len(second_view) == len(first_view) - 2
-    period_scans = [q["sql"] for q in first_view.captured_queries if "conversations_message" in q["sql"]]
-    assert len(period_scans) == 1 + 4  # the outbox health, and each message chart's past days and today
+    message_scans = [q["sql"] for q in first_view.captured_queries if "conversations_message" in q["sql"]]
+    assert len(message_scans) == 1 + 4  # the outbox health, and each message chart's settled days and live days
 
 
 def test_with_the_cache_down_the_charts_are_still_right(clinic_a: Any, settings: Any, caplog: Any) -> None:

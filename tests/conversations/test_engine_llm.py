@@ -299,6 +299,29 @@ def test_the_waitlist_is_joined_after_the_yes_and_an_earlier_time_would_move_tha
     assert (entry.status, entry.not_after) == (WaitlistStatus.WAITING, mine.start)
 
 
+def test_joining_again_without_the_appointment_keeps_the_one_the_place_would_move(office, fake):
+    from scheduling.waitlist import waitlist_join
+
+    mine = factories.appointment(
+        patient=office.maria,
+        professional=office.ana,
+        service=office.cleaning,
+        start=_hour(timezone.now() + datetime.timedelta(days=6)),
+    )
+    entry = waitlist_join(patient=office.maria, service=office.cleaning, professional=office.ana, appointment=mine)
+    say(office, "me coloca na lista de espera da limpeza")
+    fake.call_tools(("join_waitlist", {"service_id": office.cleaning.pk}))
+    fake.reply("Posso?")
+    assert f"antes de *{when_label(mine.start, office.clinic.tz)}*" in turn(office)[0]
+
+    say(office, "sim")
+    fake.reply("Pronto 💙")
+    turn(office)
+
+    entry.refresh_from_db()
+    assert (entry.appointment, entry.professional, entry.not_after) == (mine, office.ana, mine.start)
+
+
 def test_a_dependent_goes_on_the_waitlist_by_name(office, fake):
     from scheduling.models import WaitlistEntry
 
