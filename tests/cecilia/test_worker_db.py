@@ -75,6 +75,19 @@ def test_the_worker_keeps_one_connection_across_tasks(fake_evolution, conversati
     assert others_connections() == held  # the same backend served every task: no reconnect per task
 
 
+def test_prefork_children_each_keep_their_own_connection(fake_evolution, conversation, start_worker):
+    worker = start_worker(pool=("prefork", "2"))  # production's pool: connections must never cross a fork
+    for number in range(1, 5):
+        send_and_wait(conversation, fake_evolution, worker, f"Mensagem {number}")
+    held = others_connections()
+    assert 1 <= len(held) <= 2  # one per child that ran a task; none left behind by the main process
+
+    for number in range(5, 9):
+        send_and_wait(conversation, fake_evolution, worker, f"Mensagem {number}")
+    assert len(others_connections() | held) <= 2  # the same backends, reused
+    assert "Traceback" not in worker.log()
+
+
 def test_a_connection_postgresql_dropped_is_replaced_and_the_next_task_still_runs(
     fake_evolution, conversation, start_worker
 ):

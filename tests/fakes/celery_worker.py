@@ -24,8 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Worker:
-    def __init__(self, *, redis_url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, redis_url: str, log_path: Path, env: dict[str, str] | None = None, pool: tuple[str, ...] = ("solo",)
+    ) -> None:
+        """`pool`: "solo", or e.g. ("prefork", "2") for production's pool of forked children."""
         self.log_path = log_path
+        self.pool = pool
         self.environment = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.fakes.worker_settings",
@@ -51,7 +55,8 @@ class Worker:
                     "-A",
                     "cecilia",
                     "worker",
-                    "--pool=solo",
+                    f"--pool={self.pool[0]}",
+                    *([f"--concurrency={self.pool[1]}"] if len(self.pool) > 1 else []),
                     "--loglevel=INFO",
                     "--without-gossip",
                     "--without-mingle",
@@ -89,13 +94,14 @@ class Worker:
 
 
 @contextlib.contextmanager
-def worker_starter(*, redis_url: str, log_dir: Path) -> Iterator[Callable[[dict[str, str] | None], Worker]]:
-    """`start(env)` starts one more worker (several may run in turn); every one is SIGKILLed when the block ends,
-    whatever happens."""
+def worker_starter(*, redis_url: str, log_dir: Path) -> Iterator[Callable[..., Worker]]:
+    """`start(env, pool=…)` starts one more worker (several may run in turn); every one is SIGKILLed when the block
+    ends, whatever happens."""
     workers: list[Worker] = []
 
-    def start(env: dict[str, str] | None = None) -> Worker:
-        worker = Worker(redis_url=redis_url, log_path=log_dir / f"worker-{len(workers) + 1}.log", env=env)
+    def start(env: dict[str, str] | None = None, *, pool: tuple[str, ...] = ("solo",)) -> Worker:
+        log_path = log_dir / f"worker-{len(workers) + 1}.log"
+        worker = Worker(redis_url=redis_url, log_path=log_path, env=env, pool=pool)
         workers.append(worker)
         worker.start()
         return worker
