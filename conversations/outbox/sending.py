@@ -412,6 +412,7 @@ def message_echo_adopt(
         row.status, row.error, row.error_code, row.failed_at = MessageStatus.SENT, "", "", None
         row.sent_at = row.sent_at or now
         row.save(update_fields=["provider_message_id", "status", "error", "error_code", "failed_at", "sent_at"])
+        live_message(message=row)  # an open desk shows the tick (or takes back the failed mark) without a reload
         reminder_step_follow(step_id=row.reminder_step_id, status=MessageStatus.SENT, at=row.sent_at)
         receipts_apply(clinic=conversation.clinic, provider_message_id=row.provider_message_id)
         _after_commit_send_next(row)

@@ -111,6 +111,54 @@ def test_staff_of_a_clinic_hear_its_new_messages_and_none_of_another_clinics(cli
     }
 
 
+def test_the_echo_that_confirms_one_of_our_sends_is_heard_as_sent(clinic_a, receptionist_a):
+    from django.utils import timezone
+
+    from conversations.models import Conversation, Message, MessageAuthor, MessageDirection, MessageStatus
+
+    patient = factories.patient(clinic_a, phone="+5511987654321")
+    conversation = Conversation.objects.create(clinic=clinic_a, patient=patient)
+    ours = Message.objects.create(  # our send, cut off before the provider's answer reached us
+        clinic=clinic_a,
+        conversation=conversation,
+        direction=MessageDirection.OUTBOUND,
+        author=MessageAuthor.AI,
+        status=MessageStatus.SENDING,
+        text="Sua consulta está confirmada.",
+        claimed_at=timezone.now(),
+        send_started_at=timezone.now(),
+    )
+    cookie = session_cookie(receptionist_a)
+
+    async def scenario() -> dict:
+        communicator = socket(cookie)
+        assert (await communicator.connect())[0]
+        echo = InboundMessage(
+            provider_message_id="3EB0ECHOLIVE",
+            chat_id="5511987654321@s.whatsapp.net",
+            phone="5511987654321",
+            lid=None,
+            from_me=True,
+            sender_name="",
+            kind=Kind.TEXT,
+            text="Sua consulta está confirmada.",
+        )
+        assert await sync_to_async(message_receive)(clinic=clinic_a, inbound=echo) is None  # adopted, not staff's
+        event = await communicator.receive_json_from(timeout=3)
+        await communicator.disconnect()
+        return event
+
+    event = async_to_sync(scenario)()
+
+    assert event == {
+        "event": "message",
+        "conversation_id": conversation.pk,
+        "message_id": ours.pk,
+        "direction": "out",
+        "status": "sent",
+    }
+
+
 def test_an_event_holds_no_message_text_phone_or_patient_name(clinic_a, receptionist_a):
     cookie = session_cookie(receptionist_a)
 
