@@ -26,3 +26,13 @@ class ConversationsConfig(AppConfig):
         from scheduling.signals import appointment_changed
 
         appointment_changed.connect(appointment_changed_offer_slot, dispatch_uid="waitlist-offer-freed-slot")
+
+        # Open live sockets are checked again when what their user may see changes.
+        from django.contrib.auth import get_user_model
+
+        from cecilia.models import StaffMembership
+        from conversations.live import membership_changed, user_changed
+
+        post_save.connect(membership_changed, sender=StaffMembership, dispatch_uid="live-access-membership-saved")
+        post_delete.connect(membership_changed, sender=StaffMembership, dispatch_uid="live-access-membership-deleted")
+        post_save.connect(user_changed, sender=get_user_model(), dispatch_uid="live-access-user")

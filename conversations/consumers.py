@@ -3,6 +3,8 @@ events forwarded, nothing else. The consumer holds no logic beyond who may liste
 
 Close codes, sent after the handshake so a page can tell them apart and stop reconnecting:
 4401 not logged in; 4403 not staff, no clinic, or not a member of the clinic asked for; 4400 a malformed `?clinic=`.
+4409: the user's access changed (a membership added, changed or removed, staff status or activity changed): the page
+reconnects at once and the new connection is checked again, so a removed receptionist stops hearing the clinic.
 
 Who joins what: staff join every clinic they are a member of, or only `?clinic=<id>` when they belong to it.
 Superusers join the clinic they name with `?clinic=<id>` (any clinic), else the clinics they are a member of; a
@@ -18,11 +20,12 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from cecilia.models import Clinic, StaffMembership
-from conversations.live import clinic_group
+from conversations.live import clinic_group, user_group
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_BAD_REQUEST = 4400
+CLOSE_ACCESS_CHANGED = 4409
 
 
 class InboxConsumer(AsyncJsonWebsocketConsumer):
@@ -39,7 +42,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if not clinic_ids:
             return await self._refuse(CLOSE_FORBIDDEN)
         # Discarded again by Channels on disconnect (websocket_disconnect walks self.groups).
-        self.groups = [clinic_group(clinic_id) for clinic_id in clinic_ids]
+        self.groups = [clinic_group(clinic_id) for clinic_id in clinic_ids] + [user_group(user.pk)]
         for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
@@ -55,6 +58,9 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
 
     async def live_event(self, message: dict[str, Any]) -> None:
         await self.send_json(message["payload"])
+
+    async def access_changed(self, message: dict[str, Any]) -> None:
+        await self.close(code=CLOSE_ACCESS_CHANGED)
 
 
 @database_sync_to_async

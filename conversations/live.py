@@ -33,6 +33,43 @@ def clinic_group(clinic_id: int) -> str:
     return f"clinic.{int(clinic_id)}"
 
 
+def user_group(user_id: int) -> str:
+    """The Channels group of one user's sockets: told when what they may see changes."""
+    return f"user.{int(user_id)}"
+
+
+# The consumer's handler for access changes is `access_changed`.
+ACCESS_MESSAGE_TYPE = "access.changed"
+
+
+def live_access_changed(*, user_id: int) -> None:
+    """The user's memberships, role or staff status changed: once committed, their open sockets close and reconnect,
+    and the reconnection is checked again (a removed receptionist stops hearing the clinic at once)."""
+    transaction.on_commit(lambda: _send_to_user(user_id))
+
+
+def membership_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """Receiver for a StaffMembership saved or deleted."""
+    live_access_changed(user_id=instance.user_id)
+
+
+def user_changed(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
+    """Receiver for a user saved; not for the `last_login` a login writes (it would cut the user's other tabs)."""
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return
+    live_access_changed(user_id=instance.pk)
+
+
+def _send_to_user(user_id: int) -> None:
+    try:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        async_to_sync(layer.group_send)(user_group(user_id), {"type": ACCESS_MESSAGE_TYPE})
+    except Exception as exc:  # the socket keeps listening until it reconnects; every fetch is still scoped over HTTP
+        logger.warning("Access change for user %s not published: %s", user_id, type(exc).__name__)
+
+
 def live_publish(
     *, clinic_id: int, event: str, conversation_id: int | None = None, data: dict[str, Any] | None = None
 ) -> None:

@@ -291,3 +291,33 @@ def test_a_take_over_at_the_desk_is_heard_by_the_clinics_staff_only(clinic_a, cl
             "needs_attention": False,
         }
     ]
+
+
+def test_a_receptionist_removed_from_the_clinic_stops_hearing_it_at_once(clinic_a, receptionist_a):
+    from cecilia.models import StaffMembership
+
+    cookie = session_cookie(receptionist_a)
+    other_staff = factories.staff_user(clinic_a)
+    other_cookie = session_cookie(other_staff)
+
+    async def scenario() -> tuple[int | None, bool, int | None]:
+        removed, colleague = socket(cookie), socket(other_cookie)
+        assert (await removed.connect())[0] and (await colleague.connect())[0]
+        # Logging in (last_login) is no access change: nobody's socket is cut.
+        await sync_to_async(Client().force_login)(receptionist_a)
+        assert await removed.receive_nothing(timeout=0.3)
+
+        await sync_to_async(StaffMembership.objects.filter(user=receptionist_a).delete)()
+        closed = await removed.receive_output(timeout=3)
+        assert closed["type"] == "websocket.close"
+        await sync_to_async(receive)(clinic_a)
+        colleague_heard = (await colleague.receive_json_from(timeout=3))["event"] == "message"
+        await colleague.disconnect()
+        again = await closed_with(socket(cookie))  # the page reconnects: refused now
+        return closed.get("code"), colleague_heard, again
+
+    code, colleague_heard, again = async_to_sync(scenario)()
+
+    assert code == 4409
+    assert colleague_heard  # the colleague's socket was not touched
+    assert again == 4403
