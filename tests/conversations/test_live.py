@@ -48,7 +48,8 @@ def no_turns(monkeypatch: Any) -> None:
     monkeypatch.setattr(tasks, "turn_enqueue", lambda *args, **kwargs: None)
 
 
-def receive(clinic: Any, text: str = SECRET_TEXT, *, phone: str = "5511987654321") -> Any:
+def receive(clinic: Any, text: str = SECRET_TEXT, *, phone: str = "5511987654321", from_me: bool = False) -> Any:
+    """A patient's WhatsApp message (or, `from_me`, one sent from the clinic's number), as a webhook brings it."""
     return message_receive(
         clinic=clinic,
         inbound=InboundMessage(
@@ -56,8 +57,8 @@ def receive(clinic: Any, text: str = SECRET_TEXT, *, phone: str = "5511987654321
             chat_id=f"{phone}@s.whatsapp.net",
             phone=phone,
             lid=None,
-            from_me=False,
-            sender_name="Maria Souza",
+            from_me=from_me,
+            sender_name="" if from_me else "Maria Souza",
             kind=Kind.TEXT,
             text=text,
         ),
@@ -133,17 +134,8 @@ def test_the_echo_that_confirms_one_of_our_sends_is_heard_as_sent(clinic_a, rece
     async def scenario() -> dict:
         communicator = socket(cookie)
         assert (await communicator.connect())[0]
-        echo = InboundMessage(
-            provider_message_id="3EB0ECHOLIVE",
-            chat_id="5511987654321@s.whatsapp.net",
-            phone="5511987654321",
-            lid=None,
-            from_me=True,
-            sender_name="",
-            kind=Kind.TEXT,
-            text="Sua consulta está confirmada.",
-        )
-        assert await sync_to_async(message_receive)(clinic=clinic_a, inbound=echo) is None  # adopted, not staff's
+        echo = await sync_to_async(receive)(clinic_a, "Sua consulta está confirmada.", from_me=True)
+        assert echo is None  # adopted by our send, not recorded as staff's
         event = await communicator.receive_json_from(timeout=3)
         await communicator.disconnect()
         return event
