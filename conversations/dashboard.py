@@ -426,7 +426,7 @@ def dashboard_health(*, clinic: Clinic, now: datetime.datetime) -> Health:
 
 def dashboard_charts(*, clinic: Clinic, today: datetime.date, days: int, now: datetime.datetime) -> tuple[Chart, ...]:
     """The five charts over the `days` clinic-local days ending today (today included). Four queries, and two more
-    when the days before today are not in the cache yet (`_past_cached_today_live`)."""
+    when the days before yesterday are not in the cache yet (`_settled_cached_recent_live`)."""
     day_list = [today - datetime.timedelta(days=n) for n in range(days - 1, -1, -1)]
     start, _end = _day_bounds(clinic=clinic, day=day_list[0])
     end = _day_bounds(clinic=clinic, day=today)[1]
@@ -447,7 +447,7 @@ def dashboard_charts(*, clinic: Clinic, today: datetime.date, days: int, now: da
 _PAST_DAYS_TTL_SECONDS = 24 * 3600
 
 
-def _past_cached_today_live(
+def _settled_cached_recent_live(
     kind: str,
     count: Callable[[datetime.datetime, datetime.datetime], dict[Any, Any]],
     *,
@@ -518,7 +518,7 @@ def _chart_assistant_alone(*, clinic: Clinic, day_list: list[datetime.date]) -> 
     staff (handed off, staff owning it, assistant off, stale messages, failure). Reminder and system messages alone
     do not count as an answer. One query: a per-conversation-day aggregate wrapped in a per-day one.
     """
-    counts = _past_cached_today_live(
+    counts = _settled_cached_recent_live(
         "assistant-alone",
         lambda lo, hi: _assistant_alone_counts(clinic=clinic, start=lo, end=hi),
         clinic=clinic,
@@ -688,7 +688,7 @@ def _charts_attendance(
 
 def _chart_messages(*, clinic: Clinic, day_list: list[datetime.date]) -> Chart:
     """WhatsApp messages each clinic-local day: received from patients and sent (assistant, staff, reminders)."""
-    counts = _past_cached_today_live(
+    counts = _settled_cached_recent_live(
         "messages",
         lambda lo, hi: _daily_counts(
             Message.objects.filter(clinic=clinic), "direction", clinic=clinic, start=lo, end=hi
