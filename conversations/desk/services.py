@@ -108,17 +108,22 @@ def conversation_take_over(*, conversation_id: int, user: Any, now: datetime.dat
     return conversation
 
 
+def _to_assistant(conversation: Conversation, now: datetime.datetime) -> None:
+    """Back to the assistant, unassigned and unflagged: what giving back and closing share."""
+    if conversation.owner != ConversationOwner.AI:
+        conversation.owner = ConversationOwner.AI
+        conversation.owner_since = now
+    conversation.assigned_to_id = None
+    _clear_flag(conversation)
+
+
 def conversation_give_back(*, conversation_id: int, user: Any, now: datetime.datetime | None = None) -> Conversation:
     """The assistant answers the patient's next message again. Staff have dealt with it: the flag is cleared."""
     now = now or timezone.now()
     with transaction.atomic():
         conversation = _locked(conversation_id)
         before = _snapshot(conversation)
-        if conversation.owner != ConversationOwner.AI:
-            conversation.owner = ConversationOwner.AI
-            conversation.owner_since = now
-        conversation.assigned_to_id = None
-        _clear_flag(conversation)
+        _to_assistant(conversation, now)
         _audit(conversation, user, "give_back", _save(conversation, before, now))
     return conversation
 
@@ -129,13 +134,9 @@ def conversation_close(*, conversation_id: int, user: Any, now: datetime.datetim
     with transaction.atomic():
         conversation = _locked(conversation_id)
         before = _snapshot(conversation)
-        if conversation.owner != ConversationOwner.AI:
-            conversation.owner = ConversationOwner.AI
-            conversation.owner_since = now
-        conversation.assigned_to_id = None
+        _to_assistant(conversation, now)
         conversation.closed_at = now
         conversation.unread_count = 0
-        _clear_flag(conversation)
         _audit(conversation, user, "close", _save(conversation, before, now))
     return conversation
 
