@@ -1,16 +1,19 @@
 """Benchmarks: each one a module run as `python -m bench.<name>` (see bench/README.md and docs/benchmarks.md).
 
 What they share lives here: starting Django against a PostgreSQL database of their own (created and migrated when
-missing), the percentiles they report, and for the benches that start real servers (webhook, turn) the production
+missing), the command line and opening lines of the benches over a built dataset (admin, inbox, availability), the
+percentiles they report, and for the benches that start real servers (webhook, turn) the production
 settings they run with and the small process helpers. Nothing in the product imports this package.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import math
 import os
+import platform
 import secrets
 import signal
 import socket
@@ -79,6 +82,49 @@ def _database_create_if_missing(config: dict) -> None:
                 print(f"Created database {name}.", file=sys.stderr)
     except psycopg.OperationalError as exc:
         raise BenchSetupError(f"Cannot reach PostgreSQL for database {name!r}: {exc}") from exc
+
+
+def dataset_bench_parser(
+    *, name: str, doc: str, repeat: int, repeat_help: str, warmup_help: str, verbose_help: str, rebuild_help: str
+) -> argparse.ArgumentParser:
+    """The options every bench over a built dataset takes (`python -m bench.<name>`)."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=doc.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=repeat, help=f"{repeat_help} (default {repeat})")
+    parser.add_argument("--warmup", type=int, default=3, help=f"{warmup_help} (default 3)")
+    parser.add_argument("--rebuild", action="store_true", help=rebuild_help)
+    parser.add_argument("--verbose", "-v", action="store_true", help=verbose_help)
+    parser.add_argument(
+        "--any-database", action="store_true", help="allow a database whose name does not contain 'bench'"
+    )
+    return parser
+
+
+def dataset_bench_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.warmup < 0:
+        parser.error("--repeat must be at least 1 and --warmup at least 0")
+    return args
+
+
+def machine_line() -> str:
+    """Cores, load, Python and Django: the opening line of a bench's output (Django must be set up)."""
+    import django
+
+    return (
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; Python {platform.python_version()}, "
+        f"Django {django.get_version()}"
+    )
+
+
+def logs_to_devnull() -> None:
+    """Log lines (one access line per request) are still filtered and formatted, a real cost of every request, but
+    written to /dev/null instead of between the bench's lines."""
+    import logging
+
+    sink = open(os.devnull, "w")  # noqa: SIM115 - open for the life of the process, like stderr
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sink)
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:

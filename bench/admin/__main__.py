@@ -15,10 +15,8 @@ the exit status is 1 when it grows; (2) how far above the floors a changelist's 
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
-import platform
 import re
 import sys
 import time
@@ -26,7 +24,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import BenchSetupError, PageSamples, django_start, percentile
+from bench import (
+    BenchSetupError,
+    PageSamples,
+    dataset_bench_args,
+    dataset_bench_parser,
+    django_start,
+    logs_to_devnull,
+    machine_line,
+    percentile,
+)
 
 PAGE_SIZES = (50, 100, 200)
 PATIENT_SEARCH = "silva"  # a common surname: hundreds of matches, more than the largest page
@@ -54,18 +61,17 @@ class Result(PageSamples):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.admin", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=20, help="measured requests per page (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="unmeasured requests before them (default 3)")
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the bench clinic even if it is complete")
-    parser.add_argument("--verbose", "-v", action="store_true", help="print the SQL of each changelist page")
-    parser.add_argument("--show-logs", action="store_true", help="print the application's log lines (access log…)")
-    parser.add_argument(
-        "--any-database", action="store_true", help="allow a database whose name does not contain 'bench'"
+    parser = dataset_bench_parser(
+        name="admin",
+        doc=__doc__,
+        repeat=20,
+        repeat_help="measured requests per page",
+        warmup_help="unmeasured requests before them",
+        verbose_help="print the SQL of each changelist page",
+        rebuild_help="rebuild the bench clinic even if it is complete",
     )
-    args = parser.parse_args(argv)
-    if args.repeat < 1 or args.warmup < 0:
-        parser.error("--repeat must be at least 1 and --warmup at least 0")
+    parser.add_argument("--show-logs", action="store_true", help="print the application's log lines (access log…)")
+    args = dataset_bench_args(parser, argv)
 
     began = time.perf_counter()
     try:
@@ -75,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # Django is set up from here on.
-    import django
     from django.db import connection
     from django.test import Client
     from django.test.utils import override_settings
@@ -83,17 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     from bench.admin.dataset import APPOINTMENTS, PATIENTS, bench_data_get_or_build
 
     if not args.show_logs:
-        _logs_to_devnull()
+        logs_to_devnull()
     data = bench_data_get_or_build(rebuild=args.rebuild)
     how = "built" if data.built else "reused"
     print(
         f"Database {database} (PostgreSQL {connection.pg_version // 10000}): clinic {data.clinic.slug!r} with "
         f"{PATIENTS:,} patients and {APPOINTMENTS:,} appointments, {how} in {data.seconds:.1f} s."
     )
-    print(
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; Python {platform.python_version()}, "
-        f"Django {django.get_version()}, settings {os.environ['DJANGO_SETTINGS_MODULE']}."
-    )
+    print(f"{machine_line()}, settings {os.environ['DJANGO_SETTINGS_MODULE']}.")
     print(
         f"Logged in as {data.staff.username!r} (receptionist); each page {args.warmup}× warm-up, then "
         f"{args.repeat} measured rounds over all pages.\n"
@@ -110,17 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         _print_sql(results)
     print(f"\nTotal {time.perf_counter() - began:.0f} s; load average {os.getloadavg()[0]:.2f} at the end.")
     return 1 if failures else 0
-
-
-def _logs_to_devnull() -> None:
-    """Log lines (one access line per request) are still filtered and formatted, a real cost of every request, but
-    written to /dev/null instead of between the bench's lines."""
-    import logging
-
-    sink = open(os.devnull, "w")  # noqa: SIM115 - open for the life of the process, like stderr
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sink)
 
 
 def _scenarios(data: Any) -> list[Scenario]:

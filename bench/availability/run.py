@@ -16,17 +16,15 @@ when it is not; (2) the 60-day search for 30 professionals has a median of at mo
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import BenchSetupError, django_start, percentile
+from bench import BenchSetupError, dataset_bench_args, dataset_bench_parser, django_start, machine_line, percentile
 
 TARGET_MS = 50.0
 
@@ -57,17 +55,16 @@ class Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.availability", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=30, help="measured rounds (default 30)")
-    parser.add_argument("--warmup", type=int, default=3, help="unmeasured calls of each scenario first (default 3)")
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the bench clinic even if it is complete")
-    parser.add_argument("--verbose", "-v", action="store_true", help="print each scenario's SQL with its time")
-    parser.add_argument(
-        "--any-database", action="store_true", help="allow a database whose name does not contain 'bench'"
+    parser = dataset_bench_parser(
+        name="availability",
+        doc=__doc__,
+        repeat=30,
+        repeat_help="measured rounds",
+        warmup_help="unmeasured calls of each scenario first",
+        verbose_help="print each scenario's SQL with its time",
+        rebuild_help="rebuild the bench clinic even if it is complete",
     )
-    args = parser.parse_args(argv)
-    if args.repeat < 1 or args.warmup < 0:
-        parser.error("--repeat must be at least 1 and --warmup at least 0")
+    args = dataset_bench_args(parser, argv)
 
     began = time.perf_counter()
     try:
@@ -76,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.availability: {exc}", file=sys.stderr)
         return 2
 
-    import django
     from django.db import connection
 
     from bench.availability.dataset import APPOINTMENTS, AS_OF, PROFESSIONALS, bench_data_get_or_build, holds_refresh
@@ -89,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{PROFESSIONALS} professionals and {APPOINTMENTS:,} appointments, {how} in {data.seconds:.1f} s."
     )
     print(
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; Python {platform.python_version()}, "
-        f"Django {django.get_version()}. Now = {AS_OF:%Y-%m-%d %H:%M %z} (fixed); each scenario {args.warmup}× "
+        f"{machine_line()}. Now = {AS_OF:%Y-%m-%d %H:%M %z} (fixed); each scenario {args.warmup}× "
         f"warm-up, then {args.repeat} measured rounds.\n"
     )
     results = _measure_all(_scenarios(data, AS_OF), data, repeat=args.repeat, warmup=args.warmup)

@@ -24,17 +24,24 @@ one (the transcript is paged, nothing runs per message) — the exit status is 1
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
-import platform
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import BenchSetupError, PageSamples, django_start, percentile
+from bench import (
+    BenchSetupError,
+    PageSamples,
+    dataset_bench_args,
+    dataset_bench_parser,
+    django_start,
+    logs_to_devnull,
+    machine_line,
+    percentile,
+)
 
 INBOX_QUERIES = ("", "?filter=mine", "?filter=unassigned", "?state=human")
 
@@ -67,18 +74,17 @@ class Result(PageSamples):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.inbox", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=20, help="measured requests per page (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="unmeasured requests before them (default 3)")
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the bench clinics even if they are complete")
-    parser.add_argument("--verbose", "-v", action="store_true", help="print the SQL of each page")
-    parser.add_argument("--show-logs", action="store_true", help="print the application's log lines (access log…)")
-    parser.add_argument(
-        "--any-database", action="store_true", help="allow a database whose name does not contain 'bench'"
+    parser = dataset_bench_parser(
+        name="inbox",
+        doc=__doc__,
+        repeat=20,
+        repeat_help="measured requests per page",
+        warmup_help="unmeasured requests before them",
+        verbose_help="print the SQL of each page",
+        rebuild_help="rebuild the bench clinics even if they are complete",
     )
-    args = parser.parse_args(argv)
-    if args.repeat < 1 or args.warmup < 0:
-        parser.error("--repeat must be at least 1 and --warmup at least 0")
+    parser.add_argument("--show-logs", action="store_true", help="print the application's log lines (access log…)")
+    args = dataset_bench_args(parser, argv)
 
     began = time.perf_counter()
     try:
@@ -88,16 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # Django is set up from here on.
-    import django
     from django.db import connection
     from django.test import Client
     from django.test.utils import override_settings
 
-    from bench.admin.__main__ import _logs_to_devnull
     from bench.inbox.dataset import CONVERSATIONS, MESSAGES, NEIGHBOUR_CONVERSATIONS, bench_data_get_or_build
 
     if not args.show_logs:
-        _logs_to_devnull()
+        logs_to_devnull()
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start.", flush=True)
     data = bench_data_get_or_build(rebuild=args.rebuild)
     how = "built" if data.built else "reused"
@@ -110,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Largest conversation #{data.largest.pk}: {data.largest_messages:,} messages; typical #{data.typical.pk}: "
         f"{data.typical_messages} (the median)."
     )
-    print(
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; Python {platform.python_version()}, "
-        f"Django {django.get_version()}, settings {os.environ['DJANGO_SETTINGS_MODULE']}."
-    )
+    print(f"{machine_line()}, settings {os.environ['DJANGO_SETTINGS_MODULE']}.")
     print(
         f"Logged in as {data.staff.username!r} (receptionist); each page {args.warmup}× warm-up, then "
         f"{args.repeat} measured rounds over all pages.\n",
